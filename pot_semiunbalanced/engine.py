@@ -1,0 +1,256 @@
+r"""One Sinkhorn engine for OT_ε, OT_{ε,ρ} and OT_{ε,ρ,ρ}.
+
+The loop only sees a geometry (two soft-min reductions, :mod:`.geometry`), the two sides
+(damping factors :math:`\tau`, :mod:`.problem`) and ε. Balanced OT is the case
+:math:`\tau_a = \tau_b = 1`; there is no separate code path.
+
+Methods
+-------
+``"alternating"`` (the paper's Theorem 1, with the corrected factor)
+    :math:`f \leftarrow -\tau_a\varepsilon\, r(g)`, then
+    :math:`g \leftarrow -\tau_b\varepsilon\, s(f)`. The state is ``g``; each iteration
+    ends right after an ``f`` update, so a hard first marginal holds exactly for the
+    returned pair and eq. (6) of the paper holds.
+``"symmetric"`` (the paper's averaged scheme, after Feydy's thesis)
+    both potentials are updated from the previous pair and averaged with it; a final
+    non-averaged ``g`` then ``f`` update restores :math:`\pi\mathbf 1 = a`.
+
+Acceleration: Anderson mixing (:mod:`.anderson`) on the state. ε-scaling: a geometric
+schedule from ``eps0`` down to ε with one iteration per intermediate value (as GeomLoss),
+then iterations at ε until the error is below ``stopThr``.
+
+Error: the relative L1 residual of each marginal against its optimality condition —
+:math:`\|\pi_1 - a\|_1/\|a\|_1` on a hard side and
+:math:`\|\pi_1 - a e^{-f/\rho}\|_1 / \|a e^{-f/\rho}\|_1` on a relaxed side (same for
+:math:`\pi_2`); the error of an iteration is the larger of the two. Both come for free from
+the reductions the iteration computes anyway.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from . import _array as A
+from .anderson import Anderson
+from .problem import Side
+
+logger = logging.getLogger("pot_semiunbalanced")
+
+METHODS = ("alternating", "symmetric")
+
+
+@dataclass
+class IterationInfo:
+    """What a progress callback receives after each iteration."""
+
+    iteration: int
+    error: float
+    eps: float
+    stage: int
+    n_stages: int
+
+
+@dataclass
+class SinkhornOutput:
+    """Result of :func:`solve`: potentials, diagnostics, and the last reductions.
+
+    ``r = lse_rows(g)`` and ``s = lse_cols(f)`` are those of the returned pair, so the
+    marginals of the plan are :math:`a e^{f/\\varepsilon + r}` and :math:`b e^{g/\\varepsilon + s}`.
+    """
+
+    f: object
+    g: object
+    r: object
+    s: object
+    eps: float
+    n_iter: int
+    converged: bool
+    errors: List[float] = field(default_factory=list)
+    error_a: float = math.nan
+    error_b: float = math.nan
+    n_kernel_builds: int = 0
+    n_restarts: int = 0
+
+
+def relative_residual(nx, w, log_p, log_target) -> float:
+    r"""Relative L1 distance :math:`\|w e^{\log p} - w e^{\log t}\|_1 / \|w e^{\log t}\|_1`."""
+    target = w * nx.exp(log_target)
+    num = nx.sum(nx.abs(w * nx.exp(log_p) - target))
+    den = nx.sum(target)
+    return A.to_float(num) / max(A.to_float(den), 1e-300)
+
+
+def eps_schedule(eps: float, eps0: Optional[float], ratio: Optional[float]) -> List[float]:
+    """Geometric ε-scaling schedule ``eps0, eps0*ratio, ...`` ending exactly at ``eps``."""
+    if ratio is None or eps0 is None or eps0 <= eps:
+        return [eps]
+    if not 0 < ratio < 1:
+        raise ValueError(f"eps_scaling must be a ratio in (0, 1), got {ratio}")
+    n = int(math.ceil(math.log(eps / eps0) / math.log(ratio)))
+    return [eps0 * ratio**k for k in range(n)] + [eps]
+
+
+def _print_header():
+    print("{:5s}|{:12s}".format("It.", "Err") + "\n" + "-" * 19)
+
+
+def solve(
+    geom,
+    nx,
+    a,
+    b,
+    side_a: Side,
+    side_b: Side,
+    eps: float,
+    *,
+    method: str = "alternating",
+    f0=None,
+    g0=None,
+    numItermax: int = 1000,
+    stopThr: float = 1e-6,
+    acceleration: Optional[str] = "anderson",
+    anderson_depth: int = 5,
+    eps_scaling: Optional[float] = None,
+    eps0: Optional[float] = None,
+    callback: Optional[Callable[[IterationInfo], Optional[bool]]] = None,
+    verbose: bool = False,
+) -> SinkhornOutput:
+    """Run Sinkhorn on ``geom`` and return the potentials and diagnostics.
+
+    ``a``, ``b``, ``f0`` and ``g0`` are vectors in work precision. A callback returning
+    ``True`` stops the iterations (the result is then marked not converged unless the
+    error is already below ``stopThr``).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if acceleration not in (None, "anderson"):
+        raise ValueError(f"acceleration must be None or 'anderson', got {acceleration!r}")
+    if int(numItermax) < 1:
+        raise ValueError(f"numItermax must be >= 1, got {numItermax}")
+    schedule = eps_schedule(eps, eps0, eps_scaling)
+    mixer = Anderson(nx, anderson_depth if acceleration == "anderson" else 0)
+    state = _State(geom, nx, a, b, side_a, side_b, f0, g0)
+    errors: List[float] = []
+    it = 0
+    stop = False
+    if verbose:
+        _print_header()
+    for stage, eps_k in enumerate(schedule):
+        geom.set_eps(eps_k)
+        mixer.reset()
+        last = stage == len(schedule) - 1
+        n_max = int(numItermax) - it if last else 1
+        for _ in range(max(n_max, 0)):
+            err = state.evaluate(method, eps_k)
+            it += 1
+            errors.append(err)
+            if verbose:
+                if it % 50 == 0:
+                    _print_header()
+                print("{:5d}|{:8e}|".format(it, err))
+            if callback is not None and callback(IterationInfo(it, err, eps_k, stage, len(schedule))):
+                stop = True
+            if last and (err < stopThr or stop or it >= numItermax):
+                break
+            state.advance(method, eps_k, mixer)
+        if stop or it >= numItermax:
+            break
+    geom.set_eps(eps)
+    converged = state.err < stopThr
+    if method == "symmetric":
+        # the final plain step (π1 = a on a hard side) may move the residual by rounding
+        state.finish_symmetric(eps)
+        errors.append(state.err)
+        converged = converged or state.err < stopThr
+    return SinkhornOutput(
+        f=state.f,
+        g=state.g,
+        r=state.r,
+        s=state.s,
+        eps=eps,
+        n_iter=it,
+        converged=converged,
+        errors=errors,
+        error_a=state.err_a,
+        error_b=state.err_b,
+        n_kernel_builds=geom.n_builds,
+        n_restarts=mixer.n_restarts,
+    )
+
+
+class _State:
+    """Potentials and last reductions; one method step at a time."""
+
+    def __init__(self, geom, nx, a, b, side_a, side_b, f0, g0):
+        self.geom, self.nx = geom, nx
+        self.a, self.b = a, b
+        self.side_a, self.side_b = side_a, side_b
+        self.f = f0
+        self.g = g0
+        self.r = self.s = None
+        self.err = self.err_a = self.err_b = math.inf
+
+    def _errors(self, eps):
+        nx = self.nx
+        self.err_a = relative_residual(nx, self.a, self.f / eps + self.r, self.side_a.log_target(self.f))
+        self.err_b = relative_residual(nx, self.b, self.g / eps + self.s, self.side_b.log_target(self.g))
+        self.err = max(self.err_a, self.err_b)
+        return self.err
+
+    def evaluate(self, method, eps) -> float:
+        """Reductions for the current pair and its error (alternating: f is updated first)."""
+        geom = self.geom
+        if method == "alternating" or self.f is None:
+            self.r = geom.lse_rows(self.g, self.f)
+            self.f = -self.side_a.tau(eps) * eps * self.r
+        else:
+            self.r = geom.lse_rows(self.g, self.f)
+        self.s = geom.lse_cols(self.f, self.g)
+        err = self._errors(eps)
+        if not math.isfinite(err):
+            raise FloatingPointError(
+                "Sinkhorn produced non-finite potentials; check the cost matrix for "
+                "inf/NaN entries and the weights for zeros everywhere"
+            )
+        return err
+
+    def advance(self, method, eps, mixer) -> None:
+        """Move to the next pair from the reductions computed by :meth:`evaluate`."""
+        ta, tb = self.side_a.tau(eps), self.side_b.tau(eps)
+        if method == "alternating":
+            self.g = mixer(self.g, -tb * eps * self.s)
+            return
+        nx = self.nx
+        n = self.f.shape[0]
+        x = nx.concatenate([self.f, self.g])
+        Tx = nx.concatenate([-ta * eps * self.r, -tb * eps * self.s])
+        x = mixer(x, 0.5 * (x + Tx))
+        self.f, self.g = x[:n], x[n:]
+
+    def finish_symmetric(self, eps) -> None:
+        """The paper's final non-averaged g then f update, so that π1 = a on a hard side."""
+        geom = self.geom
+        ta, tb = self.side_a.tau(eps), self.side_b.tau(eps)
+        self.g = -tb * eps * geom.lse_cols(self.f, self.g)
+        self.r = geom.lse_rows(self.g, self.f)
+        self.f = -ta * eps * self.r
+        self.s = geom.lse_cols(self.f, self.g)
+        self._errors(eps)
+
+
+def report_convergence(out: SinkhornOutput, numItermax: int, stopThr: float, warn: bool, what: str = "Sinkhorn") -> None:
+    """POT-style warning (and a log record) when the solver stopped before ``stopThr``."""
+    if out.converged:
+        logger.debug("%s converged in %d iterations (error %.3e)", what, out.n_iter, out.errors[-1])
+        return
+    msg = (
+        f"{what} did not converge: error {out.errors[-1]:.3e} > stopThr={stopThr:g} after "
+        f"{out.n_iter} iterations. You might want to increase the number of iterations "
+        "`numItermax` or the regularization parameter `reg`."
+    )
+    logger.warning(msg)
+    if warn:
+        warnings.warn(msg, UserWarning, stacklevel=3)

@@ -1,0 +1,1 @@
+"""Image restoration with optimal-transport patch priors."""
