@@ -7,11 +7,14 @@ iterates: with residuals :math:`r_k = T(x_k) - x_k`, it solves the small regular
 least-squares problem
 
 .. math::
-    \gamma = \arg\min_\gamma \|r_k - \Delta R\,\gamma\|^2 + \lambda\|\Delta R\|_F^2\|\gamma\|^2
+    \gamma = \arg\min_\gamma \|r_k - \Delta R\,\gamma\|^2 + \lambda\,\mathrm{tr}(\Delta R^T\Delta R)\|\gamma\|^2
 
 and moves to :math:`x_{k+1} = T(x_k) - \Delta G\,\gamma` (:math:`\Delta R, \Delta G` hold the
 successive differences of residuals and of images). A safeguard restarts the memory when
 the residual grows, so the worst case is the plain iteration.
+
+The differences live in two ring buffers and their Gram matrix is updated one row per
+step, so a step costs a handful of vector operations whatever the depth.
 
 References
 ----------
@@ -21,6 +24,7 @@ Numer. Anal. 49(4), 2011.
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg.lapack import dposv
 
 from . import _array as A
 
@@ -31,60 +35,70 @@ class Anderson:
     Parameters
     ----------
     nx : ot.backend.Backend
+        Backend of the vectors.
     depth : int
-        Number of past iterates used (0 disables the acceleration).
+        Number of past differences used (0 disables the acceleration).
     reg : float
         Relative Tikhonov regularisation of the least-squares system.
     restart_factor : float
         Restart the memory when the residual norm exceeds this factor times the best one.
     """
 
-    def __init__(self, nx, depth: int = 5, reg: float = 1e-10, restart_factor: float = 10.0):
+    def __init__(self, nx, depth: int = 8, reg: float = 1e-10, restart_factor: float = 10.0):
         self.nx = nx
         self.depth = int(depth)
         self.reg = reg
         self.restart_factor = restart_factor
+        self.n_restarts = 0
+        self._dG = self._dR = None
         self.reset()
 
     def reset(self) -> None:
-        self._G = []  # images T(x_k)
-        self._R = []  # residuals T(x_k) - x_k
+        """Forget the history (kept buffers are reused)."""
+        self._last = None  # (T(x_{k-1}), r_{k-1})
+        self._count = 0  # number of stored differences
+        self._slot = 0
+        self._gram = np.zeros((max(self.depth, 1), max(self.depth, 1)))
         self._best = np.inf
-        self.n_restarts = getattr(self, "n_restarts", 0)
 
-    def __call__(self, x, Tx):
-        """Next iterate from the current iterate ``x`` and its image ``Tx``."""
+    def _restart(self, Tx, r, rnorm):
+        self.reset()
+        self._last = (Tx, r)
+        self._best = rnorm if np.isfinite(rnorm) else np.inf
+        self.n_restarts += 1
+        return Tx
+
+    def __call__(self, x, Tx, r=None):
+        """Next iterate from the iterate ``x``, its image ``Tx`` and (optionally) ``Tx - x``."""
         if self.depth <= 0:
             return Tx
         nx = self.nx
-        r = Tx - x
-        rnorm = A.to_float(nx.sqrt(nx.sum(r * r)))
+        if r is None:
+            r = Tx - x
+        rnorm = A.to_float(nx.dot(r, r)) ** 0.5
         if not np.isfinite(rnorm) or rnorm > self.restart_factor * self._best:
-            self._G, self._R = [], []
-            self._best = rnorm if np.isfinite(rnorm) else np.inf
-            self.n_restarts += 1
-            return Tx
+            return self._restart(Tx, r, rnorm)
         self._best = min(self._best, rnorm)
-        self._G.append(Tx)
-        self._R.append(r)
-        if len(self._R) > self.depth + 1:
-            self._G.pop(0)
-            self._R.pop(0)
-        if len(self._R) < 2:
+        last, self._last = self._last, (Tx, r)
+        if last is None:
             return Tx
-        dR = nx.stack([self._R[k + 1] - self._R[k] for k in range(len(self._R) - 1)])
-        dG = nx.stack([self._G[k + 1] - self._G[k] for k in range(len(self._G) - 1)])
-        gram = nx.to_numpy(nx.dot(dR, dR.T)).astype(np.float64)
+        if self._dR is None or self._dR.shape[1] != r.shape[0]:
+            self._dR = nx.zeros((self.depth, r.shape[0]), type_as=r)
+            self._dG = nx.zeros((self.depth, r.shape[0]), type_as=r)
+        k = self._slot
+        self._dR[k] = r - last[1]
+        self._dG[k] = Tx - last[0]
+        self._slot = (k + 1) % self.depth
+        self._count = min(self._count + 1, self.depth)
+        m = self._count
+        dR = self._dR[:m]
+        row = nx.to_numpy(nx.dot(dR, self._dR[k])).astype(np.float64)
+        self._gram[k, :m] = row
+        self._gram[:m, k] = row
+        gram = self._gram[:m, :m]
         rhs = nx.to_numpy(nx.dot(dR, r)).astype(np.float64)
-        lam = self.reg * max(np.trace(gram), np.finfo(float).tiny)
-        try:
-            gamma = np.linalg.solve(gram + lam * np.eye(len(gram)), rhs)
-        except np.linalg.LinAlgError:
-            self._G, self._R = [], []
-            self.n_restarts += 1
-            return Tx
-        if not np.all(np.isfinite(gamma)):
-            self._G, self._R = [], []
-            self.n_restarts += 1
-            return Tx
-        return Tx - nx.dot(nx.from_numpy(gamma, type_as=Tx), dG)
+        system = gram + (self.reg * max(np.trace(gram), np.finfo(float).tiny)) * np.eye(m)
+        _, gamma, info = dposv(system, rhs)  # Cholesky solve of the SPD normal equations
+        if info != 0 or not np.all(np.isfinite(gamma)):
+            return self._restart(Tx, r, rnorm)
+        return Tx - nx.dot(nx.from_numpy(gamma, type_as=r), self._dG[:m])

@@ -7,28 +7,30 @@ current :math:`\varepsilon`, and evaluates the two log-sum-exp reductions of Sin
     r_i(g) = \log \sum_j b_j e^{(g_j - C_{ij})/\varepsilon}, \qquad
     s_j(f) = \log \sum_i a_i e^{(f_i - C_{ij})/\varepsilon}.
 
-Both return vectors in double precision (see :func:`pot_semiunbalanced._array.work_precision`).
+Potentials, weights and reductions are *vectors* held by a vector backend ``vx`` in
+double precision (:func:`pot_semiunbalanced._array.vector_backend`: numpy on CPU, the
+kernel's backend on an accelerator); only the N×M work happens in the cost's backend
+and dtype.
 
 * :class:`KernelGeometry` (the fast one) iterates on scalings: it keeps a kernel
   :math:`K_{ij} = e^{(\hat f_i + \hat g_j - C_{ij})/\varepsilon}` built around absorbed
   potentials :math:`(\hat f, \hat g)` so that every row and column of ``K`` has an entry
   of order one, and computes :math:`r = \log K(b\,v) - \hat f/\varepsilon` with
   :math:`v = e^{(g - \hat g)/\varepsilon}` — one matrix–vector product. The kernel is
-  rebuilt (one exp over N×M) only when the scalings grow past a threshold, when ε changes,
-  or when a row/column sum is too small to be trusted; such rows/columns are then
-  recomputed exactly in the log domain. Unlike POT's stabilised solver, the absorption is
-  per row and per column, never one scalar.
-* :class:`LogGeometry` evaluates the log-sum-exps directly (one pass over N×M each, with
-  the arguments floored to avoid the slow sub-normal ``exp``): slower, simplest, a
+  rebuilt (one exp over N×M) only when the scalings drift past a threshold or ε
+  changes; a row/column sum too small to be trusted is recomputed exactly in the log
+  domain. Unlike POT's stabilised solver, the absorption is per row and per column,
+  never one scalar.
+* :class:`LogGeometry` evaluates the log-sum-exps directly: slower, simplest, a
   reference.
 
-Costs are given by a small "cost" object (:class:`DenseCost` here; point clouds provide
-their own), so the same geometries serve the matrix API and the large-scale losses.
+Costs are small objects (:class:`DenseCost` here; point clouds provide their own) with
+``like``, ``neg_into(out)``, ``rows(idx)``, ``cols(idx)``, so the same geometries serve
+the matrix API and the large-scale losses.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 from . import _array as A
 
@@ -51,7 +53,7 @@ class DenseCost:
 
     @property
     def like(self):
-        """An array with the cost's dtype and device."""
+        """An array with the cost's type, dtype and device."""
         return self.C
 
     def neg_into(self, out):
@@ -74,57 +76,55 @@ class DenseCost:
 
 
 def _constants(like):
-    """(exp floor, range L, absorption threshold) in units of ε for the kernel dtype."""
+    """(exp floor, range L, drift threshold, trust margin) in units of ε for the dtype."""
     dt = str(getattr(like, "dtype", "float64"))
     if "64" in dt:
-        return -700.0, 30.0, 500.0
+        return -700.0, 30.0, 500.0, 40.0
     if "32" in dt:
-        return -80.0, 20.0, 50.0
+        return -80.0, 20.0, 50.0, 20.0
     raise TypeError(
         f"unsupported dtype {dt} for the cost: use float32 or float64 (half precision "
         "cannot represent entropic kernels)"
     )
 
 
-class _Base:
-    """Shared state: weights in log form, ε, the cost."""
+def _safe_log(vx, w):
+    """log w with log 0 = -inf (without a warning)."""
+    pos = w > 0
+    ones = vx.ones(w.shape, type_as=w)
+    return vx.where(pos, vx.log(vx.where(pos, w, ones)), -math.inf * ones)
 
-    def __init__(self, cost, a, b, nx):
+
+class _Base:
+    """Shared state: weights (vectors), ε, the cost, exact reductions."""
+
+    def __init__(self, cost, a, b, vx):
         self.cost = cost
-        self.nx = nx
-        self.a = a  # work precision
+        self.vx = vx
+        self.a = a
         self.b = b
-        self.log_a = _safe_log(nx, a)
-        self.log_b = _safe_log(nx, b)
+        self.log_a = _safe_log(vx, a)
+        self.log_b = _safe_log(vx, b)
         self.eps = None
         self.n_builds = 0
 
     def set_eps(self, eps: float) -> None:
         self.eps = float(eps)
 
-    # exact log-domain reductions on a subset (or all) of the rows / columns
     def _exact_rows(self, g, idx=slice(None)):
-        nx, eps = self.nx, self.eps
-        Crows = A.work_precision(self.cost.rows(idx))
-        return nx.logsumexp(self.log_b[None, :] + (g[None, :] - Crows) / eps, axis=1)
+        Crows = A.to_vec(self.cost.rows(idx))
+        return self.vx.logsumexp(self.log_b[None, :] + (g[None, :] - Crows) / self.eps, axis=1)
 
     def _exact_cols(self, f, idx=slice(None)):
-        nx, eps = self.nx, self.eps
-        Ccols = A.work_precision(self.cost.cols(idx))
-        return nx.logsumexp(self.log_a[:, None] + (f[:, None] - Ccols) / eps, axis=0)
-
-
-def _safe_log(nx, w):
-    """log w with log 0 = -inf (without a warning)."""
-    pos = w > 0
-    return nx.where(pos, nx.log(nx.where(pos, w, nx.ones(w.shape, type_as=w))), -math.inf * nx.ones(w.shape, type_as=w))
+        Ccols = A.to_vec(self.cost.cols(idx))
+        return self.vx.logsumexp(self.log_a[:, None] + (f[:, None] - Ccols) / self.eps, axis=0)
 
 
 class LogGeometry(_Base):
     """Exact log-domain soft-min: each reduction is one pass over the N×M cost.
 
-    Memory: the cost plus one N×M temporary per reduction. Use :class:`KernelGeometry`
-    for speed; this one is a reference and a fall-back.
+    Memory: the cost plus N×M double-precision temporaries. Use :class:`KernelGeometry`
+    for speed; this one is a reference.
     """
 
     def lse_rows(self, g, f=None):
@@ -134,10 +134,9 @@ class LogGeometry(_Base):
         return self._exact_cols(f)
 
     def plan(self, f, g):
-        nx, eps = self.nx, self.eps
-        C = A.work_precision(self.cost.rows(slice(None)))
-        P = nx.exp(self.log_a[:, None] + self.log_b[None, :] + (f[:, None] + g[None, :] - C) / eps)
-        return A.cast_like(P, self.cost.like)
+        C = A.to_vec(self.cost.rows(slice(None)))
+        P = self.vx.exp(self.log_a[:, None] + self.log_b[None, :] + (f[:, None] + g[None, :] - C) / self.eps)
+        return A.to_kernel(P, self.cost.like)
 
 
 class KernelGeometry(_Base):
@@ -146,28 +145,24 @@ class KernelGeometry(_Base):
     Parameters
     ----------
     cost : DenseCost or compatible
-        Provides ``neg_into``, ``rows``, ``cols`` and ``like``.
-    a, b : arrays, shapes (N,), (M,)
-        Non-negative weights, in work (double) precision.
-    nx : ot.backend.Backend
+    a, b : vectors, shapes (N,), (M,)
+        Non-negative weights (vector backend, double precision).
+    vx : ot.backend.Backend
+        Vector backend.
     buffer : array, shape (N, M), optional
         Storage for the kernel (reused in place); allocated on first use otherwise.
     """
 
-    def __init__(self, cost, a, b, nx, buffer=None):
-        super().__init__(cost, a, b, nx)
-        self.floor, self.range, self.threshold = _constants(cost.like)
+    def __init__(self, cost, a, b, vx, buffer=None):
+        super().__init__(cost, a, b, vx)
+        self.floor, self.range, self.threshold, margin = _constants(cost.like)
+        # a sum above exp(floor + margin) * (total weight) holds floored entries at a
+        # relative level below exp(-margin) (1e-9 in float32, 4e-18 in float64)
+        self._trust = math.exp(self.floor + margin)
         self.K = None
         self._buffer = buffer
-        self.fhat = None
-        self.ghat = None
+        self.fhat = self.ghat = None
         self._stale = True
-        self._a_k = A.cast_like(a, cost.like)
-        self._b_k = A.cast_like(b, cost.like)
-        # a row / column sum below exp(floor + margin) * (sum of weights) may hold
-        # floored entries at a relative level above exp(-margin): recompute it exactly.
-        margin = 20.0 if self.floor > -100 else 40.0
-        self._trust = math.exp(self.floor + margin)
 
     def set_eps(self, eps: float) -> None:
         if self.eps != float(eps):
@@ -176,101 +171,97 @@ class KernelGeometry(_Base):
 
     # ---------------------------------------------------------------- kernel
     def build(self, f, g) -> None:
-        """Rebuild ``K`` around the potentials ``(f, g)`` (``f`` may be None at a cold start)."""
-        nx, eps = self.nx, self.eps
+        """Rebuild ``K`` around the potentials ``(f, g)`` (``f`` may be None at a cold start).
+
+        Each column, then each row, is shifted so that its largest exponent lies in
+        [-L, L] (L = 20 ε in float32, 30 ε in float64); the shifts go into
+        :math:`(\\hat f, \\hat g)`, the scalings keep the potentials exact.
+        """
+        vx, eps, like = self.vx, self.eps, self.cost.like
         L = self.range * eps
         E = self.cost.neg_into(self._buffer)  # -C
-        like = self.cost.like
         if f is None:
-            # cold start: g is given, choose fhat so that every row has max exponent 0
-            E = A.add_outer_(E, None, A.cast_like(g, like))
-            fhat = -A.work_precision(A.amax(E, 1))
-            ghat = g
-            E = A.add_outer_(E, A.cast_like(fhat, like), None)
+            # cold start: keep ghat = g and give every row a largest exponent of 0
+            E = A.add_outer_(E, None, A.to_kernel(g, like))
+            fhat, ghat = -A.to_vec(A.amax(E, 1)), g
+            E = A.add_outer_(E, A.to_kernel(fhat, like), None)
         else:
-            E = A.add_outer_(E, A.cast_like(f, like), A.cast_like(g, like))
-            colmax = A.work_precision(A.amax(E, 0))
-            shift_c = nx.clip(colmax, -L, L) - colmax
-            if A.to_float(nx.max(nx.abs(shift_c))) > 0:
-                E = A.add_outer_(E, None, A.cast_like(shift_c, like))
-            rowmax = A.work_precision(A.amax(E, 1))
-            shift_r = nx.clip(rowmax, -L, L) - rowmax
-            if A.to_float(nx.max(nx.abs(shift_r))) > 0:
-                E = A.add_outer_(E, A.cast_like(shift_r, like), None)
+            E = A.add_outer_(E, A.to_kernel(f, like), A.to_kernel(g, like))
+            colmax = A.to_vec(A.amax(E, 0))
+            shift_c = vx.clip(colmax, -L, L) - colmax
+            if A.to_float(vx.max(vx.abs(shift_c))) > 0:
+                E = A.add_outer_(E, None, A.to_kernel(shift_c, like))
+            rowmax = A.to_vec(A.amax(E, 1))
+            shift_r = vx.clip(rowmax, -L, L) - rowmax
+            if A.to_float(vx.max(vx.abs(shift_r))) > 0:
+                E = A.add_outer_(E, A.to_kernel(shift_r, like), None)
             fhat, ghat = f + shift_r, g + shift_c
         self.K = A.scaled_exp_(E, 1.0 / eps, self.floor)
         self._buffer = self.K
         self.fhat, self.ghat = fhat, ghat
+        self._fhat_eps, self._ghat_eps = fhat / eps, ghat / eps
         self._stale = False
         self.n_builds += 1
 
-    def _scaling(self, pot, hat, other_f, other_g, row_side: bool):
-        """exp((pot - hat)/ε), rebuilding the kernel if it would overflow (None: cannot)."""
-        nx, eps = self.nx, self.eps
-        if self._stale or self.K is None:
-            self.build(other_f, other_g)
-            hat = self.fhat if row_side else self.ghat
-        x = (pot - hat) / eps
-        if A.to_float(nx.max(x)) > self.threshold:
-            self.build(other_f, other_g)
-            hat = self.fhat if row_side else self.ghat
-            x = (pot - hat) / eps
-            if A.to_float(nx.max(x)) > self.threshold:
-                # potentials far from any plan (e.g. an extrapolated iterate): the
-                # scalings cannot be represented, use the exact log-domain reduction
-                self._stale = True
-                return None
-        return nx.exp(x)
-
     def lse_rows(self, g, f=None):
-        nx = self.nx
-        v = self._scaling(g, self.ghat, f, g, row_side=False)
-        if v is None:
-            return self._exact_rows(g)
-        w = A.cast_like(v, self.cost.like) * self._b_k
-        t = A.work_precision(nx.dot(self.K, w))
-        out = nx.log(t) - self.fhat / self.eps
-        return self._repair(out, t, A.work_precision(nx.sum(w)), lambda idx: self._exact_rows(g, idx))
+        return self._reduce(g, f, g, rows=True)
 
     def lse_cols(self, f, g=None):
-        nx = self.nx
-        u = self._scaling(f, self.fhat, f, g, row_side=True)
-        if u is None:
-            return self._exact_cols(f)
-        w = A.cast_like(u, self.cost.like) * self._a_k
-        s = A.work_precision(nx.dot(self.K.T, w))
-        out = nx.log(s) - self.ghat / self.eps
-        return self._repair(out, s, A.work_precision(nx.sum(w)), lambda idx: self._exact_cols(f, idx))
+        return self._reduce(f, f, g, rows=False)
 
-    def _repair(self, out, sums, total, exact):
+    def _reduce(self, pot, f, g, rows: bool):
+        r"""``rows``: :math:`r(g) = \log K(b v) - \hat f/\varepsilon`; else :math:`s(f)` with :math:`K^T(a u)`.
+
+        The scalings are normalised by their maximum (folded back in the log), so no
+        product can overflow; the kernel is re-centred when they drift past the
+        threshold, and untrustworthy sums are recomputed exactly (:meth:`_repair`).
+        """
+        vx = self.vx
+        if self._stale or self.K is None:
+            self.build(f, g)
+        x = pot / self.eps - (self._ghat_eps if rows else self._fhat_eps)
+        xmax = A.to_float(x.max())
+        if xmax > self.threshold:
+            self.build(f, g)
+            x = pot / self.eps - (self._ghat_eps if rows else self._fhat_eps)
+            xmax = A.to_float(x.max())
+        w = vx.exp(x - xmax) * (self.b if rows else self.a)
+        wk = A.to_kernel(w, self.cost.like)
+        with A.flush_denormal(wk):
+            sums = A.to_vec(self.K @ wk if rows else self.K.T @ wk)
+        out = vx.log(sums) + (xmax - (self._fhat_eps if rows else self._ghat_eps))
+        exact = self._exact_rows if rows else self._exact_cols
+        return self._repair(out, sums, w, lambda idx: exact(pot, idx))
+
+    def _repair(self, out, sums, w, exact):
         """Recompute exactly the entries whose sum is too small to be trusted."""
-        nx = self.nx
-        bad = ~(sums > self._trust * total)  # also catches NaN
-        if A.to_float(nx.sum(bad * 1.0)) > 0:
-            self._stale = True  # rebuild around the new potentials at the next call
-            if A.is_numpy(out) or A.is_torch(out):
-                out = nx.copy(out) if not A.is_torch(out) else out.clone()
-                out[bad] = exact(bad)
-            else:
-                out = nx.where(bad, exact(slice(None)), out)
-        return out
+        vx = self.vx
+        threshold = self._trust * A.to_float(w.sum())
+        if A.to_float(sums.min()) > threshold:  # NaN compares False: repaired too
+            return out
+        bad = ~(sums > threshold)
+        self._stale = True  # re-centre around the new potentials at the next call
+        if A.is_numpy(out) or A.is_torch(out):
+            out = out.clone() if A.is_torch(out) else out.copy()
+            out[bad] = exact(bad)
+            return out
+        return vx.where(bad, exact(slice(None)), out)
 
     def plan(self, f, g):
-        """The transport plan :math:`a_i b_j e^{(f_i+g_j-C_{ij})/\\varepsilon}`, written over the kernel.
+        """The plan :math:`a_i b_j e^{(f_i+g_j-C_{ij})/\\varepsilon}`, written over the kernel.
 
         The kernel buffer is consumed: the geometry rebuilds it if used again.
         """
-        nx, eps = self.nx, self.eps
+        vx, eps = self.vx, self.eps
         if self._stale or self.K is None:
             self.build(f, g)
-        xu = (f - self.fhat) / eps
-        xv = (g - self.ghat) / eps
-        if max(A.to_float(nx.max(xu)), A.to_float(nx.max(xv))) > self.threshold:
+        xu, xv = f / eps - self._fhat_eps, g / eps - self._ghat_eps
+        if max(A.to_float(vx.max(xu)), A.to_float(vx.max(xv))) > self.threshold:
             self.build(f, g)
-            xu, xv = (f - self.fhat) / eps, (g - self.ghat) / eps
-        u = A.cast_like(self.a * nx.exp(xu), self.cost.like)
-        v = A.cast_like(self.b * nx.exp(xv), self.cost.like)
-        P = A.scale_rows_cols_(self.K, u, v)
-        self.K = None
+            xu, xv = f / eps - self._fhat_eps, g / eps - self._ghat_eps
+        like = self.cost.like
+        P = A.scale_rows_cols_(self.K, A.to_kernel(self.a * vx.exp(xu), like),
+                               A.to_kernel(self.b * vx.exp(xv), like))
+        self.K = self._buffer = None
         self._stale = True
         return P

@@ -74,7 +74,7 @@ def check_warmstart(nx, warmstart, n: int, m: int):
         )
     if bool(nx.any(~nx.isfinite(f0))) or bool(nx.any(~nx.isfinite(g0))):
         raise ValueError("warmstart potentials contain NaN or inf")
-    return A.work_precision(nx.detach(f0)), A.work_precision(nx.detach(g0))
+    return A.to_vec(nx.detach(f0)), A.to_vec(nx.detach(g0))
 
 
 # ----------------------------------------------------------------- values
@@ -117,7 +117,8 @@ def _solve_dense(a, b, M, reg, reg_m, method, warmstart, numItermax, stopThr, ve
     b = check_weights(nx, b, m, "b", M)
     f0, g0 = check_warmstart(nx, warmstart, n, m)
     Md, ad, bd = nx.detach(M, a, b)
-    aw, bw = A.work_precision(ad), A.work_precision(bd)
+    vx = A.vector_backend(Md)
+    aw, bw = A.to_vec(ad), A.to_vec(bd)
     if domain not in ("scaling", "log"):
         raise ValueError(f"domain must be 'scaling' or 'log', got {domain!r}")
     Geometry = KernelGeometry if domain == "scaling" else LogGeometry
@@ -125,11 +126,11 @@ def _solve_dense(a, b, M, reg, reg_m, method, warmstart, numItermax, stopThr, ve
     # keep the hard side last-updated: swap the roles when only the second side is hard
     swap = side_b.hard and not side_a.hard
     if swap:
-        geom = Geometry(cost.transpose(), bw, aw, nx)
+        geom = Geometry(cost.transpose(), bw, aw, vx)
         if f0 is None:
-            f0 = nx.zeros(n, type_as=aw)
+            f0 = vx.zeros(n, type_as=aw)
         out = solve(
-            geom, nx, bw, aw, side_b, side_a, eps, method=method, f0=g0, g0=f0,
+            geom, vx, bw, aw, side_b, side_a, eps, method=method, f0=g0, g0=f0,
             numItermax=numItermax, stopThr=stopThr, acceleration=acceleration,
             anderson_depth=anderson_depth, eps_scaling=eps_scaling,
             eps0=cost.span() if eps_scaling and eps0 is None else eps0,
@@ -138,18 +139,18 @@ def _solve_dense(a, b, M, reg, reg_m, method, warmstart, numItermax, stopThr, ve
         out.f, out.g, out.r, out.s = out.g, out.f, out.s, out.r
         out.error_a, out.error_b = out.error_b, out.error_a
     else:
-        geom = Geometry(cost, aw, bw, nx)
+        geom = Geometry(cost, aw, bw, vx)
         if g0 is None:
-            g0 = nx.zeros(m, type_as=bw)
+            g0 = vx.zeros(m, type_as=bw)
         out = solve(
-            geom, nx, aw, bw, side_a, side_b, eps, method=method, f0=f0, g0=g0,
+            geom, vx, aw, bw, side_a, side_b, eps, method=method, f0=f0, g0=g0,
             numItermax=numItermax, stopThr=stopThr, acceleration=acceleration,
             anderson_depth=anderson_depth, eps_scaling=eps_scaling,
             eps0=cost.span() if eps_scaling and eps0 is None else eps0,
             callback=callback, verbose=verbose,
         )
     report_convergence(out, numItermax, stopThr, warn)
-    ctx = dict(nx=nx, M=M, a=a, b=b, aw=aw, bw=bw, side_a=side_a, side_b=side_b, eps=eps,
+    ctx = dict(nx=nx, vx=vx, M=M, a=a, b=b, aw=aw, bw=bw, side_a=side_a, side_b=side_b, eps=eps,
                geom=geom, swap=swap)
     return out, ctx
 
@@ -162,14 +163,14 @@ def _plan(out, ctx):
 
 
 def _log_dict(out: SinkhornOutput, ctx) -> dict:
-    nx, eps = ctx["nx"], ctx["eps"]
+    vx, eps = ctx["vx"], ctx["eps"]
     aw, bw, sa, sb = ctx["aw"], ctx["bw"], ctx["side_a"], ctx["side_b"]
     like = ctx["M"]
     hard_errors = [e for e, s in ((out.error_a, sa), (out.error_b, sb)) if s.hard]
     relaxed = [e for e, s in ((out.error_a, sa), (out.error_b, sb)) if not s.hard]
-    dual = dual_value(nx, aw, bw, sa, sb, eps, out)
-    primal = primal_value(nx, aw, bw, sa, sb, eps, out)
-    f, g = A.cast_like(out.f, like), A.cast_like(out.g, like)
+    dual = dual_value(vx, aw, bw, sa, sb, eps, out)
+    primal = primal_value(vx, aw, bw, sa, sb, eps, out)
+    f, g = A.to_kernel(out.f, like), A.to_kernel(out.g, like)
     return {
         "f": f,
         "g": g,
@@ -181,9 +182,9 @@ def _log_dict(out: SinkhornOutput, ctx) -> dict:
         "converged": out.converged,
         "marginal_error": max(hard_errors) if hard_errors else None,
         "relaxed_residual": max(relaxed) if relaxed else None,
-        "dual": A.cast_like(dual, like),
-        "primal": A.cast_like(primal, like),
-        "mass": A.cast_like(nx.sum(aw * nx.exp(out.f / eps + out.r)), like),
+        "dual": A.to_kernel(dual, like),
+        "primal": A.to_kernel(primal, like),
+        "mass": A.to_kernel(vx.sum(aw * vx.exp(out.f / eps + out.r)), like),
         "n_kernel_builds": out.n_kernel_builds,
         "anderson_restarts": out.n_restarts,
         "reg_m": (sa.rho, sb.rho),
@@ -273,7 +274,7 @@ _DOC_REFS = r"""
 def sinkhorn_semi_unbalanced(
     a, b, M, reg: float, reg_m: Any, method: str = "alternating", warmstart: Optional[Tuple] = None,
     numItermax: int = 1000, stopThr: float = 1e-6, verbose: bool = False, log: bool = False,
-    warn: bool = True, *, acceleration: Optional[str] = "anderson", anderson_depth: int = 5,
+    warn: bool = True, *, acceleration: Optional[str] = "anderson", anderson_depth: int = 8,
     eps_scaling: Optional[float] = None, eps0: Optional[float] = None, domain: str = "scaling",
     callback: Optional[Callable[[IterationInfo], Optional[bool]]] = None,
 ):
@@ -287,22 +288,22 @@ def sinkhorn_semi_unbalanced(
 def sinkhorn_semi_unbalanced2(
     a, b, M, reg: float, reg_m: Any, method: str = "alternating", warmstart: Optional[Tuple] = None,
     numItermax: int = 1000, stopThr: float = 1e-6, verbose: bool = False, log: bool = False,
-    warn: bool = True, *, acceleration: Optional[str] = "anderson", anderson_depth: int = 5,
+    warn: bool = True, *, acceleration: Optional[str] = "anderson", anderson_depth: int = 8,
     eps_scaling: Optional[float] = None, eps0: Optional[float] = None, domain: str = "scaling",
     callback: Optional[Callable[[IterationInfo], Optional[bool]]] = None,
 ):
     out, ctx = _solve_dense(a, b, M, reg, reg_m, method, warmstart, numItermax, stopThr, verbose,
                             warn, acceleration, anderson_depth, eps_scaling, eps0, domain, callback)
-    nx, eps, sa, sb = ctx["nx"], ctx["eps"], ctx["side_a"], ctx["side_b"]
+    nx, vx, eps, sa, sb = ctx["nx"], ctx["vx"], ctx["eps"], ctx["side_a"], ctx["side_b"]
     aw, bw = ctx["aw"], ctx["bw"]
-    value = A.cast_like(dual_value(nx, aw, bw, sa, sb, eps, out), ctx["M"])
+    value = A.to_kernel(dual_value(vx, aw, bw, sa, sb, eps, out), ctx["M"])
     inputs, grads = [], []
-    for x, grad in ((ctx["a"], lambda: _grad_weights(nx, aw, out.f, out.r, bw, sa, eps)),
-                    (ctx["b"], lambda: _grad_weights(nx, bw, out.g, out.s, aw, sb, eps)),
+    for x, grad in ((ctx["a"], lambda: _grad_weights(vx, aw, out.f, out.r, bw, sa, eps)),
+                    (ctx["b"], lambda: _grad_weights(vx, bw, out.g, out.s, aw, sb, eps)),
                     (ctx["M"], lambda: _plan(out, ctx))):
         if getattr(x, "requires_grad", False):
             inputs.append(x)
-            grads.append(A.cast_like(grad(), x))
+            grads.append(A.to_kernel(grad(), x))
     if inputs:
         value = nx.set_gradients(value, tuple(inputs), tuple(grads))
     if log:
