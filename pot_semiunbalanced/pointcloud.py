@@ -1,0 +1,620 @@
+r"""Entropic (semi-)unbalanced OT between point clouds, at image-patch scale.
+
+:func:`sinkhorn_semi_unbalanced2_samples` is the loss between weighted point clouds
+:math:`X \in \mathbb R^{N\times d}` and :math:`Y \in \mathbb R^{M\times d}` with cost
+:math:`C_{ij} = \|x_i - y_j\|^2` (no ½), for the three problems of
+:mod:`pot_semiunbalanced.problem`; :class:`SamplesLoss` wraps it as a
+``torch.nn.Module`` that warm-starts each call from the previous potentials.
+
+The cost matrix is never needed in double precision, and never at all with the
+``"blocked"`` and ``"keops"`` back ends:
+
+========== ========================================== ===============================
+backend     memory                                     reductions
+========== ========================================== ===============================
+dense       one N×M buffer (the kernel) + inputs       one matrix–vector product each
+blocked     a block of rows × M                        one pass of matmul + exp each
+keops       O(N + M)                                   pykeops LazyTensor log-sum-exp
+========== ========================================== ===============================
+
+``"auto"`` picks ``dense`` when one N×M buffer fits comfortably in free memory, else
+``keops`` when pykeops is installed, else ``blocked``.
+
+Gradients follow the envelope theorem (no back-propagation through the iterations):
+
+.. math::
+    \partial_{x_i}\mathrm{OT} = 2\sum_j \pi_{ij}(x_i - y_j), \qquad
+    \partial_{y_j}\mathrm{OT} = 2\sum_i \pi_{ij}(y_j - x_i),
+
+and the weight derivatives of :func:`pot_semiunbalanced.sinkhorn.sinkhorn_semi_unbalanced2`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import _array as A
+from .engine import IterationInfo, SinkhornOutput, report_convergence, solve
+from .geometry import KernelGeometry, _Base
+from .problem import Side, check_reg, parse_reg_m
+from .sinkhorn import _grad_weights, dual_value, primal_value
+
+__all__ = ["sinkhorn_semi_unbalanced2_samples", "SamplesLoss", "choose_backend"]
+
+BACKENDS = ("auto", "dense", "blocked", "keops")
+
+
+# ======================================================================== costs
+class SqEuclideanCost:
+    r"""Squared Euclidean cost between two point clouds, computed on demand.
+
+    Both clouds are centred on a common point (the cost is translation invariant), which
+    shrinks the norms in :math:`\|x\|^2 + \|y\|^2 - 2\langle x, y\rangle` and with them the
+    float32 cancellation error.
+    """
+
+    def __init__(self, X, Y):
+        center = (X.mean(0) * X.shape[0] + Y.mean(0) * Y.shape[0]) / (X.shape[0] + Y.shape[0])
+        self.X = X - center
+        self.Y = Y - center
+        self.xx = (self.X * self.X).sum(1)
+        self.yy = (self.Y * self.Y).sum(1)
+        self.shape = (X.shape[0], Y.shape[0])
+
+    @property
+    def like(self):
+        return self.X
+
+    def neg_into(self, out):
+        r"""Write :math:`-C = 2XY^T - \|x\|^2 - \|y\|^2` into ``out`` (allocated when None)."""
+        if out is None:
+            out = A.empty_matrix(self.shape, self.X)
+        if A.is_torch(out):
+            torch.matmul(self.X, self.Y.T, out=out)
+            out.mul_(2.0).sub_(self.xx[:, None]).sub_(self.yy[None, :])
+        else:
+            np.matmul(self.X, self.Y.T, out=out)
+            out *= 2.0
+            out -= self.xx[:, None]
+            out -= self.yy[None, :]
+        return out
+
+    def block(self, rows=slice(None), cols=slice(None)):
+        """Cost block ``C[rows][:, cols]`` (clamped at 0 against rounding)."""
+        Xb, Yb = self.X[rows], self.Y[cols]
+        C = self.xx[rows][:, None] + self.yy[cols][None, :] - 2.0 * (Xb @ Yb.T)
+        if A.is_torch(C):
+            return C.clamp_(min=0.0)
+        return np.maximum(C, 0.0, out=C)
+
+    def rows(self, idx):
+        return self.block(rows=idx)
+
+    def cols(self, idx):
+        return self.block(cols=idx)
+
+    def span(self) -> float:
+        """An upper bound of max C (the diameter² used to start ε-scaling)."""
+        rx = math.sqrt(A.to_float(self.xx.max()))
+        ry = math.sqrt(A.to_float(self.yy.max()))
+        return (rx + ry) ** 2
+
+
+# ======================================================================== geometries
+def _dense_products(geom: KernelGeometry, f, g, right, left):
+    """(π @ right, πᵀ @ left) with π = diag(a u) K diag(b v), never forming π."""
+    vx, eps, like = geom.vx, geom.eps, geom.cost.like
+    if geom._stale or geom.K is None:
+        geom.build(f, g)
+    xu, xv = f / eps - geom._fhat_eps, g / eps - geom._ghat_eps
+    mu, mv = A.to_float(xu.max()), A.to_float(xv.max())
+    u = A.to_kernel(geom.a * vx.exp(xu - mu), like)
+    v = A.to_kernel(geom.b * vx.exp(xv - mv), like)
+    scale = math.exp(mu + mv)
+    with A.flush_denormal(u):
+        PY = (u[:, None] * (geom.K @ (v[:, None] * right))) * scale
+        PtX = (v[:, None] * (geom.K.T @ (u[:, None] * left))) * scale
+    return PY, PtX
+
+
+class BlockedGeometry(_Base):
+    """Exact log-domain reductions over blocks of rows: memory O(block × M).
+
+    Each reduction recomputes the cost block by a matrix product; exponent arguments
+    are floored at -80 below the running maximum (entries that small carry no mass and
+    would take CPU ``exp``'s slow sub-normal path).
+    """
+
+    def __init__(self, cost: SqEuclideanCost, a, b, vx, block_size: Optional[int] = None):
+        super().__init__(cost, a, b, vx)
+        n, m = cost.shape
+        self.block_size = int(block_size) if block_size else max(1, min(n, (1 << 24) // max(m, 1)))
+
+    def _blocks(self):
+        n = self.cost.shape[0]
+        for i0 in range(0, n, self.block_size):
+            yield slice(i0, min(n, i0 + self.block_size))
+
+    def _k(self, v):
+        return A.to_kernel(v, self.cost.like)
+
+    def lse_rows(self, g, f=None):
+        eps = self.eps
+        G = self._k(g / eps + self.log_b)
+        out = []
+        for blk in self._blocks():
+            E = G[None, :] - self.cost.block(rows=blk) * (1.0 / eps)
+            out.append(_lse(E, 1))
+        return A.to_vec(_cat(out))
+
+    def lse_cols(self, f, g=None):
+        eps = self.eps
+        F = self._k(f / eps + self.log_a)
+        m_run = acc = None
+        for blk in self._blocks():
+            E = F[blk][:, None] - self.cost.block(rows=blk) * (1.0 / eps)
+            bm = _amax0(E)
+            if m_run is None:
+                m_run, acc = bm, _sumexp0(E, bm)
+            else:
+                new = _maximum(m_run, bm)
+                acc = acc * _exp(m_run - new) + _sumexp0(E, new)
+                m_run = new
+        return A.to_vec(_log(acc) + m_run)
+
+    def products(self, f, g, right, left):
+        """(π @ right, πᵀ @ left) accumulated block by block."""
+        eps = self.eps
+        F = self._k(f / eps + self.log_a)
+        G = self._k(g / eps + self.log_b)
+        PY = []
+        PtX = None
+        for blk in self._blocks():
+            P = F[blk][:, None] + G[None, :] - self.cost.block(rows=blk) * (1.0 / eps)
+            P = _exp_floor(P)
+            PY.append(P @ right)
+            part = P.T @ left[blk]
+            PtX = part if PtX is None else PtX + part
+        return _cat(PY), PtX
+
+
+class KeOpsGeometry(_Base):
+    """Log-domain reductions with pykeops LazyTensors: memory O(N + M)."""
+
+    def __init__(self, cost: SqEuclideanCost, a, b, vx):
+        super().__init__(cost, a, b, vx)
+        try:
+            from pykeops.torch import LazyTensor
+        except ImportError:  # pragma: no cover - exercised when pykeops is absent
+            raise ImportError(
+                "backend='keops' needs pykeops: install it with `pip install pykeops` "
+                "(or `pip install pot-semiunbalanced[keops]`), or use backend='dense' / 'blocked'"
+            ) from None
+        if not A.is_torch(cost.X):
+            raise TypeError("backend='keops' needs torch tensors")
+        self._LT = LazyTensor
+        X, Y = cost.X.contiguous(), cost.Y.contiguous()
+        self._x_i = LazyTensor(X[:, None, :])
+        self._y_j = LazyTensor(Y[None, :, :])
+        self._x_j = LazyTensor(X[None, :, :])
+        self._y_i = LazyTensor(Y[:, None, :])
+
+    def _k(self, v):
+        return A.to_kernel(v, self.cost.like)
+
+    def lse_rows(self, g, f=None):
+        LT = self._LT
+        G = LT(self._k(g / self.eps + self.log_b)[None, :, None])
+        C = ((self._x_i - self._y_j) ** 2).sum(-1)
+        return A.to_vec((G - C * (1.0 / self.eps)).logsumexp(dim=1).reshape(-1))
+
+    def lse_cols(self, f, g=None):
+        LT = self._LT
+        F = LT(self._k(f / self.eps + self.log_a)[None, :, None])
+        C = ((self._y_i - self._x_j) ** 2).sum(-1)
+        return A.to_vec((F - C * (1.0 / self.eps)).logsumexp(dim=1).reshape(-1))
+
+    def products(self, f, g, right, left):
+        LT, eps = self._LT, self.eps
+        F = self._k(f / eps + self.log_a)
+        G = self._k(g / eps + self.log_b)
+        C = ((self._x_i - self._y_j) ** 2).sum(-1)
+        logP = LT(F[:, None, None]) + LT(G[None, :, None]) - C * (1.0 / eps)
+        PY = (logP.exp() * LT(right[None, :, :])).sum(dim=1)
+        Ct = ((self._y_i - self._x_j) ** 2).sum(-1)
+        logPt = LT(G[:, None, None]) + LT(F[None, :, None]) - Ct * (1.0 / eps)
+        PtX = (logPt.exp() * LT(left[None, :, :])).sum(dim=1)
+        return PY, PtX
+
+
+# -- small array helpers for the blocked geometry (numpy or torch) -----------------
+def _lse(E, axis):
+    if A.is_torch(E):
+        m = E.amax(axis, keepdim=True)
+        E = (E - m).clamp_(min=-80.0).exp_()
+        return E.sum(axis).log_() + m.squeeze(axis)
+    m = E.max(axis, keepdims=True)
+    E = np.exp(np.maximum(E - m, -80.0))
+    return np.log(E.sum(axis)) + m.squeeze(axis)
+
+
+def _amax0(E):
+    return E.amax(0) if A.is_torch(E) else E.max(0)
+
+
+def _sumexp0(E, m):
+    if A.is_torch(E):
+        return (E - m[None, :]).clamp_(min=-80.0).exp_().sum(0)
+    return np.exp(np.maximum(E - m[None, :], -80.0)).sum(0)
+
+
+def _maximum(x, y):
+    return torch.maximum(x, y) if A.is_torch(x) else np.maximum(x, y)
+
+
+def _exp(x):
+    return torch.exp(x) if A.is_torch(x) else np.exp(x)
+
+
+def _log(x):
+    return torch.log(x) if A.is_torch(x) else np.log(x)
+
+
+def _exp_floor(E):
+    if A.is_torch(E):
+        return E.clamp_(min=-100.0).exp_()
+    return np.exp(np.maximum(E, -100.0, out=E), out=E)
+
+
+def _cat(xs):
+    return torch.cat(xs) if A.is_torch(xs[0]) else np.concatenate(xs)
+
+
+# ======================================================================== backend choice
+def _free_memory_bytes(like) -> float:
+    if A.is_torch(like) and like.device.type == "cuda":
+        return float(torch.cuda.mem_get_info(like.device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except OSError:
+        pass
+    return 4e9  # unknown platform: assume a modest machine
+
+
+def _keops_available() -> bool:
+    try:
+        import pykeops  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_backend(n: int, m: int, like, *, fraction: float = 0.5) -> str:
+    """``"dense"`` if one N×M buffer takes less than ``fraction`` of the free memory,
+    else ``"keops"`` when pykeops is installed, else ``"blocked"``."""
+    itemsize = 8 if "64" in str(like.dtype) else 4
+    if n * m * itemsize <= fraction * _free_memory_bytes(like):
+        return "dense"
+    if A.is_torch(like) and _keops_available():
+        return "keops"
+    return "blocked"
+
+
+# ======================================================================== the loss
+def _all_finite(x) -> bool:
+    if A.is_torch(x):
+        return bool(torch.isfinite(x).all())
+    return bool(np.isfinite(x).all())
+
+
+def _check_cloud(x, name):
+    if len(x.shape) != 2:
+        raise ValueError(f"{name} must be a 2-D array of points (n, d), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has no points")
+    dt = str(x.dtype)
+    if "float32" not in dt and "float64" not in dt:
+        raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    if not _all_finite(x.detach() if A.is_torch(x) else x):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def _weights(w, n, like, name):
+    """Uniform weights when ``w`` is None; else check shape, finiteness and sign."""
+    if w is None:
+        if A.is_torch(like):
+            return torch.full((n,), 1.0 / n, dtype=like.dtype, device=like.device)
+        return np.full(n, 1.0 / n, dtype=like.dtype)
+    if tuple(w.shape) != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match the points, got {tuple(w.shape)}")
+    wd = w.detach() if A.is_torch(w) else np.asarray(w)
+    if not _all_finite(wd):
+        raise ValueError(f"{name} contains NaN or inf: weights must be finite and >= 0")
+    if bool((wd < 0).any()):
+        raise ValueError(f"{name} has negative entries: weights must be >= 0")
+    if not A.to_float(wd.sum()) > 0:
+        raise ValueError(f"{name} sums to zero: give at least one positive weight")
+    return w
+
+
+def _make_geometry(backend, cost, aw, bw, vx, block_size):
+    if backend == "dense":
+        return KernelGeometry(cost, aw, bw, vx)
+    if backend == "blocked":
+        return BlockedGeometry(cost, aw, bw, vx, block_size=block_size)
+    if backend == "keops":
+        return KeOpsGeometry(cost, aw, bw, vx)
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def _products(geom, f, g, right, left):
+    if isinstance(geom, KernelGeometry):
+        return _dense_products(geom, f, g, right, left)
+    return geom.products(f, g, right, left)
+
+
+def sinkhorn_semi_unbalanced2_samples(
+    X, Y, reg: float, reg_m: Any, a=None, b=None, *, backend: str = "auto",
+    method: str = "alternating", warmstart: Optional[Tuple] = None, numItermax: int = 1000,
+    stopThr: float = 1e-6, acceleration: Optional[str] = "anderson", anderson_depth: int = 8,
+    eps_scaling: Optional[float] = None, eps0: Optional[float] = None,
+    block_size: Optional[int] = None, verbose: bool = False, log: bool = False, warn: bool = True,
+    callback: Optional[Callable[[IterationInfo], Optional[bool]]] = None,
+):
+    r"""Entropic (semi-)unbalanced OT loss between point clouds, cost :math:`\|x - y\|^2`.
+
+    .. math::
+        \mathrm{OT}_{\varepsilon,\rho}(\alpha, \beta) = \min_{\pi \geq 0}\
+        \langle C, \pi\rangle + \varepsilon\,\mathrm{KL}(\pi | a\otimes b)
+        + \iota_{\{a\}}(\pi\mathbf 1) + \rho\,\mathrm{KL}(\pi^T\mathbf 1 | b),
+        \qquad C_{ij} = \|x_i - y_j\|^2
+
+    (general ``reg_m`` as in :func:`~pot_semiunbalanced.sinkhorn_semi_unbalanced`).
+
+    Parameters
+    ----------
+    X : array, shape (N, d)
+        First cloud (e.g. the patches of the image being restored). numpy or torch.
+    Y : array, shape (M, d)
+        Second cloud (reference / model patches), same type, dtype and device as ``X``.
+    reg : float
+        Entropic regularisation ε > 0.
+    reg_m : float or pair
+        ρ for OT_{ε,ρ} (first marginal hard); ``(ρ_a, ρ_b)`` with ``inf`` = hard.
+    a, b : arrays, shapes (N,), (M,), optional
+        Weights; uniform (``1/N``, ``1/M``) when None.
+    backend : {"auto", "dense", "blocked", "keops"}
+        How the N×M interactions are computed (see the module docstring).
+    method, warmstart, numItermax, stopThr, acceleration, anderson_depth, eps_scaling, eps0, verbose, warn, callback
+        As in :func:`~pot_semiunbalanced.sinkhorn_semi_unbalanced`; ``warmstart`` is a pair
+        of potentials ``(f, g)`` (e.g. ``log["f"], log["g"]`` of the previous call).
+    block_size : int, optional
+        Rows per block for ``backend="blocked"`` (default: about 16 M entries per block).
+    log : bool
+        Also return a dict: ``f``, ``g``, ``n_iter``, ``converged``, ``err``,
+        ``marginal_error``, ``relaxed_residual``, ``primal``, ``dual``, ``mass``,
+        ``backend``, ``n_kernel_builds``.
+
+    Returns
+    -------
+    loss : scalar array
+        The dual value at the computed potentials (= the primal value at convergence),
+        differentiable w.r.t. ``X``, ``Y``, ``a``, ``b`` (torch) by the envelope theorem.
+    log : dict
+        Only if ``log=True``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pot_semiunbalanced import sinkhorn_semi_unbalanced2_samples
+    >>> X = torch.rand(200, 4, dtype=torch.float64, requires_grad=True)
+    >>> Y = torch.rand(300, 4, dtype=torch.float64)
+    >>> loss = sinkhorn_semi_unbalanced2_samples(X, Y, reg=1e-2, reg_m=0.1)
+    >>> loss.backward()
+    >>> X.grad.shape
+    torch.Size([200, 4])
+
+    References
+    ----------
+    .. [1] S. Mignon, B. Galerne, M. Hidane, C. Louchet, J. Mille, "Semi-unbalanced
+       regularized optimal transport for image restoration".
+    .. [2] J. Feydy et al., "Interpolating between optimal transport and MMD using
+       Sinkhorn divergences", AISTATS 2019 (envelope gradients, online reductions).
+    """
+    eps = check_reg(reg)
+    side_a, side_b = parse_reg_m(reg_m)
+    _check_cloud(X, "X")
+    _check_cloud(Y, "Y")
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X and Y must have the same dimension d, got {X.shape[1]} and {Y.shape[1]}")
+    if type(X) is not type(Y) or X.dtype != Y.dtype or getattr(X, "device", None) != getattr(Y, "device", None):
+        raise ValueError("X and Y must have the same array type, dtype and device")
+    n, m = X.shape[0], Y.shape[0]
+    a = _weights(a, n, X, "a")
+    b = _weights(b, m, X, "b")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    Xd = X.detach() if A.is_torch(X) else X
+    Yd = Y.detach() if A.is_torch(Y) else Y
+    chosen = choose_backend(n, m, Xd) if backend == "auto" else backend
+    cost = SqEuclideanCost(Xd, Yd)
+    vx = A.vector_backend(Xd)
+    aw = A.to_vec(a.detach() if A.is_torch(a) else a)
+    bw = A.to_vec(b.detach() if A.is_torch(b) else b)
+    f0 = g0 = None
+    if warmstart is not None:
+        f0, g0 = (A.to_vec(p.detach() if A.is_torch(p) else np.asarray(p)) for p in warmstart)
+        if tuple(f0.shape) != (n,) or tuple(g0.shape) != (m,):
+            raise ValueError(f"warmstart potentials must have shapes ({n},) and ({m},)")
+    if g0 is None:
+        g0 = vx.zeros(m, type_as=bw)
+    swap = side_b.hard and not side_a.hard
+    if swap:  # keep the hard side last-updated (see sinkhorn._solve_dense)
+        cost_t = SqEuclideanCost(Yd, Xd)
+        geom = _make_geometry(chosen, cost_t, bw, aw, vx, block_size)
+        out = solve(geom, vx, bw, aw, side_b, side_a, eps, method=method, f0=g0,
+                    g0=f0 if f0 is not None else vx.zeros(n, type_as=aw), numItermax=numItermax,
+                    stopThr=stopThr, acceleration=acceleration, anderson_depth=anderson_depth,
+                    eps_scaling=eps_scaling, eps0=cost_t.span() if eps_scaling and eps0 is None else eps0,
+                    callback=callback, verbose=verbose)
+    else:
+        geom = _make_geometry(chosen, cost, aw, bw, vx, block_size)
+        out = solve(geom, vx, aw, bw, side_a, side_b, eps, method=method, f0=f0, g0=g0,
+                    numItermax=numItermax, stopThr=stopThr, acceleration=acceleration,
+                    anderson_depth=anderson_depth, eps_scaling=eps_scaling,
+                    eps0=cost.span() if eps_scaling and eps0 is None else eps0,
+                    callback=callback, verbose=verbose)
+    report_convergence(out, numItermax, stopThr, warn)
+    value = dual_value(vx, aw if not swap else bw, bw if not swap else aw,
+                       side_a if not swap else side_b, side_b if not swap else side_a, eps, out)
+    needs = [A.is_torch(t) and t.requires_grad for t in (X, Y, a, b)]
+    grads = _gradients(geom, out, swap, needs, aw, bw, side_a, side_b, eps) if any(needs) else None
+    if swap:
+        out.f, out.g, out.r, out.s = out.g, out.f, out.s, out.r
+    loss = A.to_kernel(value, X)
+    if grads is not None:
+        inputs = tuple(t for t, nd in zip((X, Y, a, b), needs) if nd)
+        loss = _EnvelopeValue.apply(loss, grads, *inputs)
+    if not log:
+        return loss
+    return loss, _samples_log(out, vx, aw, bw, side_a, side_b, eps, X, chosen, geom)
+
+
+def _gradients(geom, out, swap, needs, aw, bw, side_a, side_b, eps):
+    """Envelope gradients w.r.t. (X, Y, a, b), only for the inputs that need them."""
+    vx = geom.vx
+    cost = geom.cost  # possibly the transposed problem (rows = Y)
+    like = cost.like
+    f, g = out.f, out.g
+    rows_x, cols_y = (cost.X, cost.Y)
+    grads = []
+    if needs[0] or needs[1]:
+        PY, PtX = _products(geom, f, g, cols_y, rows_x)
+        p1 = A.to_kernel(geom.a * vx.exp(f / eps + out.r), like)
+        p2 = A.to_kernel(geom.b * vx.exp(g / eps + out.s), like)
+        g_rows = 2.0 * (p1[:, None] * rows_x - PY)
+        g_cols = 2.0 * (p2[:, None] * cols_y - PtX)
+        gX, gY = (g_cols, g_rows) if swap else (g_rows, g_cols)
+        if needs[0]:
+            grads.append(gX)
+        if needs[1]:
+            grads.append(gY)
+    if needs[2] or needs[3]:
+        fa, ra, ga, sb_ = (out.g, out.s, out.f, out.r) if swap else (out.f, out.r, out.g, out.s)
+        if needs[2]:
+            grads.append(A.to_kernel(_grad_weights(vx, aw, fa, ra, bw, side_a, eps), like))
+        if needs[3]:
+            grads.append(A.to_kernel(_grad_weights(vx, bw, ga, sb_, aw, side_b, eps), like))
+    return tuple(grads)
+
+
+class _EnvelopeValue(torch.autograd.Function):
+    """Attach precomputed envelope gradients to a scalar loss."""
+
+    @staticmethod
+    def forward(ctx, value, grads, *inputs):
+        ctx.grads = grads
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, None) + tuple(grad_output * g for g in ctx.grads)
+
+
+def _samples_log(out: SinkhornOutput, vx, aw, bw, side_a: Side, side_b: Side, eps, like, backend, geom) -> dict:
+    hard = [e for e, s in ((out.error_a, side_a), (out.error_b, side_b)) if s.hard]
+    relaxed = [e for e, s in ((out.error_a, side_a), (out.error_b, side_b)) if not s.hard]
+    return {
+        "f": A.to_kernel(out.f, like),
+        "g": A.to_kernel(out.g, like),
+        "err": list(out.errors),
+        "n_iter": out.n_iter,
+        "converged": out.converged,
+        "marginal_error": max(hard) if hard else None,
+        "relaxed_residual": max(relaxed) if relaxed else None,
+        "dual": A.to_float(dual_value(vx, aw, bw, side_a, side_b, eps, out)),
+        "primal": A.to_float(primal_value(vx, aw, bw, side_a, side_b, eps, out)),
+        "mass": A.to_float(vx.sum(aw * vx.exp(out.f / eps + out.r))),
+        "backend": backend,
+        "n_kernel_builds": getattr(geom, "n_builds", 0),
+        "potentials_work": (out.f, out.g),  # double precision, for warm starts
+    }
+
+
+# ======================================================================== module
+class SamplesLoss(torch.nn.Module):
+    r"""OT_ε / OT_{ε,ρ} / OT_{ε,ρ,ρ} between point clouds as a ``torch.nn.Module``.
+
+    Each call warm-starts from the potentials of the previous call (when the sizes
+    match), so an optimisation loop whose points move a little per step pays fewer
+    iterations than a full solve.
+
+    Parameters
+    ----------
+    reg : float
+        ε > 0.
+    reg_m : float or pair
+        ρ (semi-unbalanced, first marginal hard) or ``(ρ_a, ρ_b)``; ``(inf, inf)`` balanced.
+    warm_start : bool
+        Reuse the last potentials.
+    **solver_options
+        Passed to :func:`sinkhorn_semi_unbalanced2_samples` (``backend``, ``numItermax``,
+        ``stopThr``, ``method``, ``acceleration``, ``block_size``, ``warn``, ...).
+
+    Attributes
+    ----------
+    potentials : tuple (f, g) or None
+        Potentials of the last call.
+    last_log : dict or None
+        The solver log of the last call (``n_iter``, ``converged``, ``err``, ...).
+    n_iters : list of int
+        Iterations used by every call so far.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from pot_semiunbalanced import SamplesLoss
+    >>> loss_fn = SamplesLoss(reg=1e-2, reg_m=0.1)
+    >>> X = torch.rand(100, 3, requires_grad=True); Y = torch.rand(150, 3)
+    >>> loss_fn(X, Y).backward()
+    >>> loss_fn.n_iters[-1] > 0
+    True
+    """
+
+    def __init__(self, reg: float, reg_m: Any, *, warm_start: bool = True, **solver_options):
+        super().__init__()
+        self.reg = check_reg(reg)
+        self.reg_m = reg_m
+        parse_reg_m(reg_m)  # validate now
+        self.warm_start = warm_start
+        self.solver_options = solver_options
+        self.potentials = None
+        self.last_log = None
+        self.n_iters = []
+
+    def reset(self) -> None:
+        """Forget the stored potentials (the next call starts cold)."""
+        self.potentials = None
+
+    def forward(self, X, Y, a=None, b=None, *, warmstart=None):
+        if warmstart is None and self.warm_start and self.potentials is not None:
+            f, g = self.potentials
+            if f.shape[0] == X.shape[0] and g.shape[0] == Y.shape[0]:
+                warmstart = self.potentials
+        loss, log = sinkhorn_semi_unbalanced2_samples(
+            X, Y, self.reg, self.reg_m, a, b, warmstart=warmstart, log=True, **self.solver_options
+        )
+        self.potentials = log["potentials_work"]
+        self.last_log = log
+        self.n_iters.append(log["n_iter"])
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"reg={self.reg}, reg_m={self.reg_m}, warm_start={self.warm_start}"
