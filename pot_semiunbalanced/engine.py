@@ -266,8 +266,12 @@ class _State:
         self.final_errors(eps)
 
 
-def report_convergence(out: SinkhornOutput, numItermax: int, stopThr: float, warn: bool, what: str = "Sinkhorn") -> None:
-    """POT-style warning (and a log record) when the solver stopped before ``stopThr``."""
+def report_convergence(out: SinkhornOutput, numItermax: int, stopThr: float, warn: bool,
+                       what: str = "Sinkhorn", stacklevel: int = 4) -> None:
+    """POT-style warning (and a log record) when the solver stopped before ``stopThr``.
+
+    ``stacklevel`` counts the frames up to the user's call (default: user → public
+    function → front end → here)."""
     if out.converged:
         logger.debug("%s converged in %d iterations (error %.3e)", what, out.n_iter, out.errors[-1])
         return
@@ -278,4 +282,4 @@ def report_convergence(out: SinkhornOutput, numItermax: int, stopThr: float, war
     )
     logger.log(logging.WARNING if warn else logging.INFO, msg)
     if warn:
-        warnings.warn(msg, UserWarning, stacklevel=3)
+        warnings.warn(msg, UserWarning, stacklevel=stacklevel)

@@ -471,7 +471,7 @@ def sinkhorn_semi_unbalanced2_samples(
                     anderson_depth=anderson_depth, eps_scaling=eps_scaling,
                     eps0=cost.span() if eps_scaling and eps0 is None else eps0,
                     callback=callback, verbose=verbose)
-    report_convergence(out, numItermax, stopThr, warn)
+    report_convergence(out, numItermax, stopThr, warn, stacklevel=3)
     value = dual_value(vx, aw if not swap else bw, bw if not swap else aw,
                        side_a if not swap else side_b, side_b if not swap else side_a, eps, out)
     needs = [A.is_torch(t) and t.requires_grad for t in (X, Y, a, b)]

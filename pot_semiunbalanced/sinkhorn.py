@@ -225,8 +225,11 @@ _DOC_PARAMS = r"""
     log : bool, optional
         Also return a dict with the potentials ``f``, ``g`` (and POT's ``logu = f/reg``,
         ``logv``), the error history ``err``, ``n_iter``, ``converged``, the relative
-        error on the hard side(s) ``marginal_error``, the ``relaxed_residual``, the
-        ``primal`` and ``dual`` values, the transported ``mass`` and ``n_kernel_builds``.
+        error on the hard side(s) ``marginal_error`` (measured on the returned plan by the
+        plan function), the ``relaxed_residual``, the ``primal`` and ``dual`` values, the
+        transported ``mass`` and ``n_kernel_builds``. The hard marginal holds to rounding
+        by construction (the last update is on that side), even before convergence: judge
+        convergence by ``converged`` and ``relaxed_residual``.
     warn : bool, optional
         Emit a ``UserWarning`` when the solver did not converge (always logged on the
         ``pot_semiunbalanced`` logger).
@@ -282,7 +285,20 @@ def sinkhorn_semi_unbalanced(
                             warn, acceleration, anderson_depth, eps_scaling, eps0, domain, callback)
     logd = _log_dict(out, ctx) if log else None
     plan = _plan(out, ctx)
+    if log:  # measured on the plan actually returned
+        logd["marginal_error"] = _plan_marginal_error(ctx, plan)
     return (plan, logd) if log else plan
+
+
+def _plan_marginal_error(ctx, plan):
+    """Relative L1 error of the returned plan's hard marginal(s) (None if none is hard)."""
+    nx = ctx["nx"]
+    errs = []
+    for side, w, axis in ((ctx["side_a"], ctx["a"], 1), (ctx["side_b"], ctx["b"], 0)):
+        if side.hard:
+            w = nx.detach(w)
+            errs.append(A.to_float(nx.sum(nx.abs(nx.sum(plan, axis=axis) - w))) / A.to_float(nx.sum(w)))
+    return max(errs) if errs else None
 
 
 def sinkhorn_semi_unbalanced2(

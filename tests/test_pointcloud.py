@@ -213,3 +213,10 @@ def test_cuda_matches_cpu(rng, backend):
     val.backward()
     assert val.device.type == "cuda" and Xc.grad.device.type == "cuda"
     assert abs(float(val) - cpu) <= 1e-5 * abs(cpu)
+
+
+def test_non_convergence_warning_points_at_the_caller():
+    X = torch.rand(30, 2, dtype=torch.float64)
+    with pytest.warns(UserWarning, match="did not converge") as record:
+        samples_loss(X, X + 0.1, 1e-3, 0.05, numItermax=2)
+    assert record[0].filename == __file__

@@ -241,8 +241,9 @@ def test_warm_start_from_converged_potentials(nx, rng):
 def test_non_convergence_warns_and_is_logged(rng, caplog):
     a, b, C = problem(rng)
     with caplog.at_level(logging.WARNING, logger="pot_semiunbalanced"):
-        with pytest.warns(UserWarning, match="did not converge"):
+        with pytest.warns(UserWarning, match="did not converge") as record:
             _, log = sinkhorn_semi_unbalanced(a, b, C, 1e-3, 0.05, numItermax=3, log=True)
+    assert record[0].filename == __file__  # the warning points at the caller's line
     assert not log["converged"] and log["n_iter"] == 3 and len(log["err"]) == 3
     assert any("did not converge" in r.message for r in caplog.records)
     with warnings.catch_warnings():
