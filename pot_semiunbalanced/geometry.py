@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from . import _array as A
 
 
@@ -60,11 +62,9 @@ class DenseCost:
         """Write :math:`-C` into ``out`` (or a new array when ``out`` is None) and return it."""
         return A.neg_into(out, self.C)
 
-    def rows(self, idx):
-        return self.C[idx]
-
-    def cols(self, idx):
-        return self.C[:, idx]
+    def block(self, rows=slice(None), cols=slice(None)):
+        """The sub-matrix ``C[rows][:, cols]`` (slices or integer index arrays)."""
+        return self.C[rows][:, cols]
 
     def transpose(self) -> "DenseCost":
         return DenseCost(self.C.T, self.nx)
@@ -111,13 +111,64 @@ class _Base:
     def set_eps(self, eps: float) -> None:
         self.eps = float(eps)
 
-    def _exact_rows(self, g, idx=slice(None)):
-        Crows = A.to_vec(self.cost.rows(idx))
-        return self.vx.logsumexp(self.log_b[None, :] + (g[None, :] - Crows) / self.eps, axis=1)
+    # exact log-domain reductions, in blocks of at most _EXACT_BLOCK entries
+    def _exact_rows(self, g, idx=None):
+        """:math:`r_i(g)` for the rows ``idx`` (boolean mask / indices; all when None)."""
+        vx, eps = self.vx, self.eps
+        rows = _indices(idx, self.cost.shape[0])
+        out = []
+        for blk in _chunks(len(rows), self.cost.shape[1]):
+            C = A.to_vec(self.cost.block(rows=rows[blk]))
+            out.append(vx.logsumexp(self.log_b[None, :] + (g[None, :] - C) / eps, axis=1))
+        return vx.concatenate(out)
 
-    def _exact_cols(self, f, idx=slice(None)):
-        Ccols = A.to_vec(self.cost.cols(idx))
-        return self.vx.logsumexp(self.log_a[:, None] + (f[:, None] - Ccols) / self.eps, axis=0)
+    def _exact_cols(self, f, idx=None):
+        """:math:`s_j(f)` for the columns ``idx``, streaming over blocks of rows."""
+        vx, eps = self.vx, self.eps
+        cols = _indices(idx, self.cost.shape[1])
+        m_run = acc = None
+        for blk in _chunks(self.cost.shape[0], len(cols)):
+            C = A.to_vec(self.cost.block(rows=blk, cols=cols))
+            E = self.log_a[blk, None] + (f[blk, None] - C) / eps
+            m_blk = vx.max(E, axis=0)
+            if m_run is None:
+                m_new, acc = m_blk, 0.0
+            else:
+                m_new = vx.maximum(m_run, m_blk)
+                acc = acc * _exp_finite(vx, m_run - m_new)
+            acc = acc + vx.sum(_exp_finite(vx, E - m_new[None, :]), axis=0)
+            m_run = m_new
+        with np.errstate(divide="ignore"):
+            return vx.log(acc) + m_run
+
+
+_EXACT_BLOCK = 1 << 22  # entries per block of exact work (32 MiB in double precision)
+
+
+def _chunks(n: int, width: int):
+    """Slices of ``range(n)`` with at most _EXACT_BLOCK // width elements each."""
+    step = max(1, _EXACT_BLOCK // max(int(width), 1))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
+def _indices(idx, n):
+    """Integer indices from a boolean mask, an index array, or None (all)."""
+    if idx is None:
+        return np.arange(n)
+    if A.is_torch(idx):
+        return torch_nonzero(idx) if idx.dtype == A.torch.bool else idx
+    idx = np.asarray(idx)
+    return np.flatnonzero(idx) if idx.dtype == bool else idx
+
+
+def torch_nonzero(mask):
+    return A.torch.nonzero(mask).reshape(-1)
+
+
+def _exp_finite(vx, x):
+    """exp(x) with exp(nan) = 0, for differences of -inf running maxima."""
+    e = vx.exp(x)
+    return vx.where(e == e, e, 0.0 * e)
 
 
 class LogGeometry(_Base):
@@ -134,7 +185,7 @@ class LogGeometry(_Base):
         return self._exact_cols(f)
 
     def plan(self, f, g):
-        C = A.to_vec(self.cost.rows(slice(None)))
+        C = A.to_vec(self.cost.block())
         P = self.vx.exp(self.log_a[:, None] + self.log_b[None, :] + (f[:, None] + g[None, :] - C) / self.eps)
         return A.to_kernel(P, self.cost.like)
 
@@ -229,7 +280,8 @@ class KernelGeometry(_Base):
         wk = A.to_kernel(w, self.cost.like)
         with A.flush_denormal(wk):
             sums = A.to_vec(self.K @ wk if rows else self.K.T @ wk)
-        out = vx.log(sums) + (xmax - (self._fhat_eps if rows else self._ghat_eps))
+        with np.errstate(divide="ignore", invalid="ignore"):  # zero sums are repaired below
+            out = vx.log(sums) + (xmax - (self._fhat_eps if rows else self._ghat_eps))
         exact = self._exact_rows if rows else self._exact_cols
         return self._repair(out, sums, w, lambda idx: exact(pot, idx))
 

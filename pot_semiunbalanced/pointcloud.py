@@ -91,12 +91,6 @@ class SqEuclideanCost:
             return C.clamp_(min=0.0)
         return np.maximum(C, 0.0, out=C)
 
-    def rows(self, idx):
-        return self.block(rows=idx)
-
-    def cols(self, idx):
-        return self.block(cols=idx)
-
     def span(self) -> float:
         """An upper bound of max C (the diameter² used to start ε-scaling)."""
         rx = math.sqrt(A.to_float(self.xx.max()))
