@@ -101,15 +101,27 @@ def empty_matrix(shape, like):
     raise TypeError("empty_matrix supports numpy arrays and torch tensors")
 
 
-def neg_into(out, C):
-    """``out = -C``; ``out`` may be ``None`` (then a new array is returned)."""
+def scaled_neg_into(out, C, scale: float = 1.0):
+    """``out = -scale * C``; ``out`` may be ``None`` (then a new array is returned)."""
     if out is None:
-        return -C
+        return C * (-scale)
     if is_torch(C):
-        return torch.neg(C, out=out)
+        return torch.mul(C, -scale, out=out)
     if is_numpy(C):
-        return np.negative(C, out=out)
-    return -C
+        return np.multiply(C, -scale, out=out)
+    return C * (-scale)
+
+
+def all_finite(x) -> bool:
+    """True when ``x`` has no NaN / inf: one summation pass, an exact check only if it overflows."""
+    if is_torch(x) or is_numpy(x):
+        if np.isfinite(to_float(x.sum())):
+            return True
+        return bool(torch.isfinite(x).all()) if is_torch(x) else bool(np.isfinite(x).all())
+    import ot
+
+    nx = ot.backend.get_backend(x)
+    return not bool(nx.any(~nx.isfinite(x)))
 
 
 def add_outer_(E, u=None, v=None):
@@ -127,25 +139,22 @@ def add_outer_(E, u=None, v=None):
     return E
 
 
-def scaled_exp_(E, inv_eps: float, lo: float):
-    """``E = exp(max(E * inv_eps, lo))`` in place when possible.
+def floored_exp_(E, lo: float):
+    """``E = exp(max(E, lo))`` in place when possible.
 
-    The floor ``lo`` (about -80) keeps every kernel entry a normal float32 number: it
+    The floor ``lo`` (about -80 in float32) keeps every kernel entry a normal float: it
     avoids the slow sub-normal path of CPU ``exp`` (SPEC §2) and keeps every row and
     column sum strictly positive. Entries that small carry no mass (see the geometry).
     """
     if is_torch(E):
-        E.mul_(inv_eps).clamp_(min=lo).exp_()
-        return E
+        return E.clamp_(min=lo).exp_()
     if is_numpy(E):
-        np.multiply(E, inv_eps, out=E)
         np.maximum(E, lo, out=E)
-        np.exp(E, out=E)
-        return E
+        return np.exp(E, out=E)
     import ot  # generic POT backend
 
     nx = ot.backend.get_backend(E)
-    return nx.exp(nx.maximum(E * inv_eps, lo))
+    return nx.exp(nx.maximum(E, lo))
 
 
 def scale_rows_cols_(K, u, v):

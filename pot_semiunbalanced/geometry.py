@@ -25,7 +25,7 @@ and dtype.
   reference.
 
 Costs are small objects (:class:`DenseCost` here; point clouds provide their own) with
-``like``, ``neg_into(out)``, ``rows(idx)``, ``cols(idx)``, so the same geometries serve
+``like``, ``neg_into(out, scale)`` and ``block(rows, cols)``, so the same geometries serve
 the matrix API and the large-scale losses.
 """
 from __future__ import annotations
@@ -58,9 +58,9 @@ class DenseCost:
         """An array with the cost's type, dtype and device."""
         return self.C
 
-    def neg_into(self, out):
-        """Write :math:`-C` into ``out`` (or a new array when ``out`` is None) and return it."""
-        return A.neg_into(out, self.C)
+    def neg_into(self, out, scale: float = 1.0):
+        """Write :math:`-C \cdot` ``scale`` into ``out`` (a new array when None) and return it."""
+        return A.scaled_neg_into(out, self.C, scale)
 
     def block(self, rows=slice(None), cols=slice(None)):
         """The sub-matrix ``C[rows][:, cols]`` (slices or integer index arrays)."""
@@ -224,20 +224,22 @@ class KernelGeometry(_Base):
     def build(self, f, g) -> None:
         """Rebuild ``K`` around the potentials ``(f, g)`` (``f`` may be None at a cold start).
 
-        Each column, then each row, is shifted so that its largest exponent lies in
-        [-L, L] (L = 20 ε in float32, 30 ε in float64); the shifts go into
-        :math:`(\\hat f, \\hat g)`, the scalings keep the potentials exact.
+        The exponent matrix is formed in units of ε. Each column, then each row, is
+        shifted so that its largest exponent lies in [-L, L] (L = 20 in float32, 30 in
+        float64); the shifts go into :math:`(\hat f, \hat g)` and the scalings keep the
+        potentials exact. At a cold start only the rows are normalised (largest exponent 0).
         """
         vx, eps, like = self.vx, self.eps, self.cost.like
-        L = self.range * eps
-        E = self.cost.neg_into(self._buffer)  # -C
+        inv, L = 1.0 / eps, self.range
+        E = self.cost.neg_into(self._buffer, scale=inv)  # -C/ε
         if f is None:
-            # cold start: keep ghat = g and give every row a largest exponent of 0
-            E = A.add_outer_(E, None, A.to_kernel(g, like))
-            fhat, ghat = -A.to_vec(A.amax(E, 1)), g
-            E = A.add_outer_(E, A.to_kernel(fhat, like), None)
+            if A.to_float(vx.max(vx.abs(g))) > 0:
+                E = A.add_outer_(E, None, A.to_kernel(g * inv, like))
+            rowmax = A.to_vec(A.amax(E, 1))
+            E = A.add_outer_(E, A.to_kernel(-rowmax, like), None)
+            fhat, ghat = -eps * rowmax, g
         else:
-            E = A.add_outer_(E, A.to_kernel(f, like), A.to_kernel(g, like))
+            E = A.add_outer_(E, A.to_kernel(f * inv, like), A.to_kernel(g * inv, like))
             colmax = A.to_vec(A.amax(E, 0))
             shift_c = vx.clip(colmax, -L, L) - colmax
             if A.to_float(vx.max(vx.abs(shift_c))) > 0:
@@ -246,11 +248,11 @@ class KernelGeometry(_Base):
             shift_r = vx.clip(rowmax, -L, L) - rowmax
             if A.to_float(vx.max(vx.abs(shift_r))) > 0:
                 E = A.add_outer_(E, A.to_kernel(shift_r, like), None)
-            fhat, ghat = f + shift_r, g + shift_c
-        self.K = A.scaled_exp_(E, 1.0 / eps, self.floor)
+            fhat, ghat = f + eps * shift_r, g + eps * shift_c
+        self.K = A.floored_exp_(E, self.floor)
         self._buffer = self.K
         self.fhat, self.ghat = fhat, ghat
-        self._fhat_eps, self._ghat_eps = fhat / eps, ghat / eps
+        self._fhat_eps, self._ghat_eps = fhat * inv, ghat * inv
         self._stale = False
         self.n_builds += 1
 

@@ -69,18 +69,18 @@ class SqEuclideanCost:
     def like(self):
         return self.X
 
-    def neg_into(self, out):
-        r"""Write :math:`-C = 2XY^T - \|x\|^2 - \|y\|^2` into ``out`` (allocated when None)."""
+    def neg_into(self, out, scale: float = 1.0):
+        r"""Write :math:`-C\cdot s = s(2XY^T - \|x\|^2 - \|y\|^2)` into ``out`` (allocated when None)."""
         if out is None:
             out = A.empty_matrix(self.shape, self.X)
         if A.is_torch(out):
             torch.matmul(self.X, self.Y.T, out=out)
-            out.mul_(2.0).sub_(self.xx[:, None]).sub_(self.yy[None, :])
+            out.mul_(2.0 * scale).sub_(self.xx[:, None] * scale).sub_(self.yy[None, :] * scale)
         else:
             np.matmul(self.X, self.Y.T, out=out)
-            out *= 2.0
-            out -= self.xx[:, None]
-            out -= self.yy[None, :]
+            out *= 2.0 * scale
+            out -= self.xx[:, None] * scale
+            out -= self.yy[None, :] * scale
         return out
 
     def block(self, rows=slice(None), cols=slice(None)):

@@ -45,7 +45,7 @@ def check_cost(nx, M):
         raise ValueError(f"M must be a 2-D cost matrix, got shape {tuple(M.shape)}")
     if M.shape[0] == 0 or M.shape[1] == 0:
         raise ValueError(f"M must be non-empty, got shape {tuple(M.shape)}")
-    if bool(nx.any(~nx.isfinite(M))):
+    if not A.all_finite(M):
         raise ValueError("M contains NaN or inf: the cost matrix must be finite")
     _dtype_ok(M)
 
