@@ -59,7 +59,7 @@ class DenseCost:
         return self.C
 
     def neg_into(self, out, scale: float = 1.0):
-        """Write :math:`-C \cdot` ``scale`` into ``out`` (a new array when None) and return it."""
+        """Write ``-scale * C`` into ``out`` (a new array when None) and return it."""
         return A.scaled_neg_into(out, self.C, scale)
 
     def block(self, rows=slice(None), cols=slice(None)):
@@ -222,7 +222,7 @@ class KernelGeometry(_Base):
 
     # ---------------------------------------------------------------- kernel
     def build(self, f, g) -> None:
-        """Rebuild ``K`` around the potentials ``(f, g)`` (``f`` may be None at a cold start).
+        r"""Rebuild ``K`` around the potentials ``(f, g)`` (``f`` may be None at a cold start).
 
         The exponent matrix is formed in units of ε. Each column, then each row, is
         shifted so that its largest exponent lies in [-L, L] (L = 20 in float32, 30 in
