@@ -224,10 +224,14 @@ class _State:
         geom, nx = self.geom, self.nx
         ta, tb = self.side_a.tau(eps), self.side_b.tau(eps)
         alternating = method == "alternating"
-        self.r = geom.lse_rows(self.g, self.f)
-        if alternating or self.f is None:
+        if alternating and hasattr(geom, "fused_rows_cols"):  # one pass over the cost
+            self.r, self.s = geom.fused_rows_cols(self.g, -ta * eps)
             self.f = -ta * eps * self.r
-        self.s = geom.lse_cols(self.f, self.g)
+        else:
+            self.r = geom.lse_rows(self.g, self.f)
+            if alternating or self.f is None:
+                self.f = -ta * eps * self.r
+            self.s = geom.lse_cols(self.f, self.g)
         self.Tg = -tb * eps * self.s
         self.step_g = self.Tg - self.g
         err = update_residual(nx, self.b, self.g, self.step_g, self.side_b, eps)

@@ -83,6 +83,17 @@ class SqEuclideanCost:
             out -= self.yy[None, :] * scale
         return out
 
+    def neg_block(self, rows, scale: float):
+        """``-scale * C[rows]`` as a new array (clamped at 0 from above against rounding)."""
+        out = self.X[rows] @ self.Y.T
+        if A.is_torch(out):
+            out.mul_(2.0 * scale).sub_(self.xx[rows][:, None] * scale).sub_(self.yy[None, :] * scale)
+            return out.clamp_(max=0.0)
+        out *= 2.0 * scale
+        out -= self.xx[rows][:, None] * scale
+        out -= self.yy[None, :] * scale
+        return np.minimum(out, 0.0, out=out)
+
     def block(self, rows=slice(None), cols=slice(None)):
         """Cost block ``C[rows][:, cols]`` (clamped at 0 against rounding)."""
         Xb, Yb = self.X[rows], self.Y[cols]
@@ -136,29 +147,43 @@ class BlockedGeometry(_Base):
     def _k(self, v):
         return A.to_kernel(v, self.cost.like)
 
+    def _neg_block(self, blk):
+        """-C[blk] / ε as a fresh block (matrix product, then in-place scaling)."""
+        return self.cost.neg_block(blk, 1.0 / self.eps)
+
     def lse_rows(self, g, f=None):
-        eps = self.eps
-        G = self._k(g / eps + self.log_b)
+        G = self._k(g / self.eps + self.log_b)
         out = []
         for blk in self._blocks():
-            E = G[None, :] - self.cost.block(rows=blk) * (1.0 / eps)
+            E = self._neg_block(blk)
+            E += G[None, :]
             out.append(_lse(E, 1))
         return A.to_vec(_cat(out))
 
     def lse_cols(self, f, g=None):
-        eps = self.eps
-        F = self._k(f / eps + self.log_a)
-        m_run = acc = None
+        F = self._k(f / self.eps + self.log_a)
+        acc = _ColumnLSE()
         for blk in self._blocks():
-            E = F[blk][:, None] - self.cost.block(rows=blk) * (1.0 / eps)
-            bm = _amax0(E)
-            if m_run is None:
-                m_run, acc = bm, _sumexp0(E, bm)
-            else:
-                new = _maximum(m_run, bm)
-                acc = acc * _exp(m_run - new) + _sumexp0(E, new)
-                m_run = new
-        return A.to_vec(_log(acc) + m_run)
+            E = self._neg_block(blk)
+            E += F[blk][:, None]
+            acc.add(E)
+        return A.to_vec(acc.result())
+
+    def fused_rows_cols(self, g, coef: float):
+        r"""One pass for an alternating step: :math:`r(g)`, then :math:`s(f)` with
+        :math:`f = \mathrm{coef}\cdot r` — row ``i`` of ``f`` only needs row ``i`` of
+        ``r``, so each cost block serves both reductions (one matrix product per
+        iteration instead of two)."""
+        eps = self.eps
+        G = self._k(g / eps + self.log_b)
+        rows, acc = [], _ColumnLSE()
+        for blk in self._blocks():
+            E = self._neg_block(blk)
+            r_blk = A.to_vec(_lse(E + G[None, :], 1))
+            rows.append(r_blk)
+            E += self._k(coef * r_blk / eps + self.log_a[blk])[:, None]
+            acc.add(E)
+        return self.vx.concatenate(rows), A.to_vec(acc.result())
 
     def products(self, f, g, right, left):
         """(π @ right, πᵀ @ left) accumulated block by block."""
@@ -168,12 +193,33 @@ class BlockedGeometry(_Base):
         PY = []
         PtX = None
         for blk in self._blocks():
-            P = F[blk][:, None] + G[None, :] - self.cost.block(rows=blk) * (1.0 / eps)
+            P = self._neg_block(blk)
+            P += F[blk][:, None]
+            P += G[None, :]
             P = _exp_floor(P)
             PY.append(P @ right)
             part = P.T @ left[blk]
             PtX = part if PtX is None else PtX + part
         return _cat(PY), PtX
+
+
+class _ColumnLSE:
+    """Streaming column-wise log-sum-exp over blocks of rows."""
+
+    def __init__(self):
+        self.m = self.acc = None
+
+    def add(self, E) -> None:
+        bm = _amax0(E)
+        if self.m is None:
+            self.m, self.acc = bm, _sumexp0(E, bm)
+            return
+        new = _maximum(self.m, bm)
+        self.acc = self.acc * _exp(self.m - new) + _sumexp0(E, new)
+        self.m = new
+
+    def result(self):
+        return _log(self.acc) + self.m
 
 
 class KeOpsGeometry(_Base):

@@ -220,3 +220,26 @@ def test_non_convergence_warning_points_at_the_caller():
     with pytest.warns(UserWarning, match="did not converge") as record:
         samples_loss(X, X + 0.1, 1e-3, 0.05, numItermax=2)
     assert record[0].filename == __file__
+
+
+def test_blocked_fused_pass_equals_separate_reductions(rng):
+    from ot.backend import NumpyBackend
+
+    X, Y = clouds(rng, n=45, m=31, d=4)
+    cost = pointcloud.SqEuclideanCost(torch.tensor(X), torch.tensor(Y))
+    a, b = np.full(45, 1 / 45), np.full(31, 1 / 31)
+    geom = pointcloud.BlockedGeometry(cost, a, b, NumpyBackend(), block_size=7)
+    geom.set_eps(1e-2)
+    g = rng.normal(size=31) * 0.01
+    r, s = geom.fused_rows_cols(g, -0.9e-2)
+    np.testing.assert_allclose(r, geom.lse_rows(g), rtol=1e-13)
+    np.testing.assert_allclose(s, geom.lse_cols(-0.9e-2 * r), rtol=1e-13)
+
+
+@pytest.mark.parametrize("backend", ["blocked"] + (["keops"] if HAS_KEOPS else []))
+def test_symmetric_method_on_large_scale_backends(rng, backend):
+    X, Y = map(torch.tensor, clouds(rng, n=40, m=50))
+    kw = dict(stopThr=1e-11, numItermax=20000)
+    ref = float(samples_loss(X, Y, 2e-2, 0.05, backend="dense", **kw))
+    val = float(samples_loss(X, Y, 2e-2, 0.05, backend=backend, method="symmetric", **kw))
+    assert abs(val - ref) <= 1e-9 * abs(ref)
