@@ -10,7 +10,7 @@ import torch
 
 from pot_semiunbalanced import SamplesLoss, sinkhorn_semi_unbalanced, sinkhorn_semi_unbalanced2
 from pot_semiunbalanced import sinkhorn_semi_unbalanced2_samples as samples_loss
-from pot_semiunbalanced import pointcloud
+from pot_semiunbalanced import cloud_geometry, pointcloud
 
 INF = np.inf
 HAS_KEOPS = importlib.util.find_spec("pykeops") is not None
@@ -165,11 +165,11 @@ def test_module_is_differentiable_and_keeps_state():
 
 def test_choose_backend(monkeypatch):
     like = torch.zeros(1, dtype=torch.float32)
-    monkeypatch.setattr(pointcloud, "_free_memory_bytes", lambda like: 8e9)
+    monkeypatch.setattr(cloud_geometry, "_free_memory_bytes", lambda like: 8e9)
     assert pointcloud.choose_backend(1000, 1000, like) == "dense"
     expected = "keops" if HAS_KEOPS else "blocked"
     assert pointcloud.choose_backend(63001, 100000, like) == expected
-    monkeypatch.setattr(pointcloud, "_keops_available", lambda: False)
+    monkeypatch.setattr(cloud_geometry, "_keops_available", lambda: False)
     assert pointcloud.choose_backend(63001, 100000, like) == "blocked"
 
 
@@ -226,9 +226,9 @@ def test_blocked_fused_pass_equals_separate_reductions(rng):
     from ot.backend import NumpyBackend
 
     X, Y = clouds(rng, n=45, m=31, d=4)
-    cost = pointcloud.SqEuclideanCost(torch.tensor(X), torch.tensor(Y))
+    cost = cloud_geometry.SqEuclideanCost(torch.tensor(X), torch.tensor(Y))
     a, b = np.full(45, 1 / 45), np.full(31, 1 / 31)
-    geom = pointcloud.BlockedGeometry(cost, a, b, NumpyBackend(), block_size=7)
+    geom = cloud_geometry.BlockedGeometry(cost, a, b, NumpyBackend(), block_size=7)
     geom.set_eps(1e-2)
     g = rng.normal(size=31) * 0.01
     r, s = geom.fused_rows_cols(g, -0.9e-2)
