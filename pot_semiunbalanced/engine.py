@@ -224,8 +224,9 @@ class _State:
         geom, nx = self.geom, self.nx
         ta, tb = self.side_a.tau(eps), self.side_b.tau(eps)
         alternating = method == "alternating"
-        if alternating and hasattr(geom, "fused_rows_cols"):  # one pass over the cost
-            self.r, self.s = geom.fused_rows_cols(self.g, -ta * eps)
+        fused = geom.fused_rows_cols(self.g, -ta * eps) if alternating and hasattr(geom, "fused_rows_cols") else None
+        if fused is not None:  # one pass over the cost / kernel
+            self.r, self.s = fused
             self.f = -ta * eps * self.r
         else:
             self.r = geom.lse_rows(self.g, self.f)
