@@ -289,7 +289,8 @@ def _cat(xs):
 
 
 # ======================================================================== backend choice
-def _free_memory_bytes(like) -> float:
+def free_memory_bytes(like) -> float:
+    """Free memory where ``like`` lives: CUDA free bytes, else Linux MemAvailable (4 GB if unknown)."""
     if A.is_torch(like) and like.device.type == "cuda":
         return float(torch.cuda.mem_get_info(like.device)[0])
     try:
@@ -314,7 +315,7 @@ def choose_backend(n: int, m: int, like, *, fraction: float = 0.5) -> str:
     """``"dense"`` if one N×M buffer takes less than ``fraction`` of the free memory,
     else ``"keops"`` when pykeops is installed, else ``"blocked"``."""
     itemsize = 8 if "64" in str(like.dtype) else 4
-    if n * m * itemsize <= fraction * _free_memory_bytes(like):
+    if n * m * itemsize <= fraction * free_memory_bytes(like):
         return "dense"
     if A.is_torch(like) and _keops_available():
         return "keops"

@@ -146,7 +146,9 @@ def solve(
         raise ValueError(f"numItermax must be >= 1, got {numItermax}")
     schedule = eps_schedule(eps, eps0, eps_scaling)
     mixer = Anderson(nx, anderson_depth if acceleration == "anderson" else 0)
-    state = _State(geom, nx, a, b, side_a, side_b, f0, g0)
+    # alternating: f is first computed from g, so a warm-start f would only shape the
+    # first kernel, and an f inconsistent with g (e.g. after the points moved) skews it
+    state = _State(geom, nx, a, b, side_a, side_b, f0 if method == "symmetric" else None, g0)
     errors: List[float] = []
     it = 0
     stop = False

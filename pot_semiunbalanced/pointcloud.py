@@ -30,6 +30,7 @@ and the weight derivatives of :func:`pot_semiunbalanced.sinkhorn.sinkhorn_semi_u
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Optional, Tuple
 
 import numpy as np
@@ -39,7 +40,7 @@ from . import _array as A
 from .cloud_geometry import (  # noqa: F401  (re-exported)
     BACKENDS,
     SqEuclideanCost,
-    _free_memory_bytes,
+    free_memory_bytes,
     choose_backend,
     make_geometry,
     transport_products,
@@ -277,6 +278,18 @@ def _samples_log(out: SinkhornOutput, vx, aw, bw, side_a: Side, side_b: Side, ep
 
 
 # ======================================================================== module
+def _caller_stacklevel() -> int:
+    """Stack level of the first frame outside this package and torch (for warnings)."""
+    import inspect
+    import os
+
+    skip = (os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.abspath(torch.__file__)))
+    frame, level = inspect.currentframe().f_back, 1  # level 1: the function calling warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class SamplesLoss(torch.nn.Module):
     r"""OT_ε / OT_{ε,ρ} / OT_{ε,ρ,ρ} between point clouds as a ``torch.nn.Module``.
 
@@ -304,6 +317,8 @@ class SamplesLoss(torch.nn.Module):
         The solver log of the last call (``n_iter``, ``converged``, ``err``, ...).
     n_iters : list of int
         Iterations used by every call so far.
+    n_not_converged : int
+        Calls that stopped before ``stopThr`` (the first one warns, unless ``warn=False``).
 
     Examples
     --------
@@ -326,6 +341,7 @@ class SamplesLoss(torch.nn.Module):
         self.potentials = None
         self.last_log = None
         self.n_iters = []
+        self.n_not_converged = 0
 
     def reset(self) -> None:
         """Forget the stored potentials (the next call starts cold)."""
@@ -336,9 +352,20 @@ class SamplesLoss(torch.nn.Module):
             f, g = self.potentials
             if f.shape[0] == X.shape[0] and g.shape[0] == Y.shape[0]:
                 warmstart = self.potentials
+        options = dict(self.solver_options)
+        warn = options.pop("warn", True)
         loss, log = sinkhorn_semi_unbalanced2_samples(
-            X, Y, self.reg, self.reg_m, a, b, warmstart=warmstart, log=True, **self.solver_options
+            X, Y, self.reg, self.reg_m, a, b, warmstart=warmstart, log=True, warn=False, **options
         )
+        if not log["converged"]:
+            self.n_not_converged += 1
+            if warn and self.n_not_converged == 1:  # once per module: loops call it thousands of times
+                warnings.warn(
+                    f"SamplesLoss: the solver did not converge (error {log['err'][-1]:.2e} after "
+                    f"{log['n_iter']} iterations); later non-converged calls are only counted in "
+                    "`n_not_converged`. Increase `numItermax` or `reg`, or pass warn=False.",
+                    UserWarning, stacklevel=_caller_stacklevel(),
+                )
         self.potentials = log["potentials_work"]
         self.last_log = log
         self.n_iters.append(log["n_iter"])

@@ -43,6 +43,7 @@ CELL_TIMEOUT = 600  # seconds per cell
 # notebook file name -> source of the cell inserted after its ``parameters`` cell
 SMALL_OVERRIDES = {
     "01_semi_unbalanced_basics.ipynb": "N = 120",
+    "03_superresolution_with_reference.ipynb": "SIZE, STEPS, N_REF, RHOS = 32, 3, 150, [0.01, 1.0]",
 }
 
 

@@ -165,7 +165,7 @@ def test_module_is_differentiable_and_keeps_state():
 
 def test_choose_backend(monkeypatch):
     like = torch.zeros(1, dtype=torch.float32)
-    monkeypatch.setattr(cloud_geometry, "_free_memory_bytes", lambda like: 8e9)
+    monkeypatch.setattr(cloud_geometry, "free_memory_bytes", lambda like: 8e9)
     assert pointcloud.choose_backend(1000, 1000, like) == "dense"
     expected = "keops" if HAS_KEOPS else "blocked"
     assert pointcloud.choose_backend(63001, 100000, like) == expected
@@ -243,3 +243,13 @@ def test_symmetric_method_on_large_scale_backends(rng, backend):
     ref = float(samples_loss(X, Y, 2e-2, 0.05, backend="dense", **kw))
     val = float(samples_loss(X, Y, 2e-2, 0.05, backend=backend, method="symmetric", **kw))
     assert abs(val - ref) <= 1e-9 * abs(ref)
+
+
+def test_module_warns_once_and_counts_non_converged_calls():
+    X = torch.rand(30, 2, dtype=torch.float64)
+    loss_fn = SamplesLoss(1e-3, 0.05, numItermax=2)
+    with pytest.warns(UserWarning, match="n_not_converged") as record:
+        for _ in range(3):
+            loss_fn(X, X + 0.1)
+    assert len(record) == 1 and record[0].filename == __file__
+    assert loss_fn.n_not_converged == 3

@@ -191,7 +191,9 @@ def run_demo(
 
     out.metrics["bicubic"] = measure(init)
     for kind in priors:
-        options: Dict[str, Any] = {"solver": wpp_solver} if kind == "wpp" else {"numItermax": int(num_iter_max)}
+        options: Dict[str, Any] = (
+            {"solver": wpp_solver} if kind == "wpp" else {"numItermax": int(num_iter_max)}
+        )
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             # the iteration cap is deliberate here; convergence is reported in the table

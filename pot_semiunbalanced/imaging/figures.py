@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
-
-import numpy as np
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from pot_semiunbalanced.imaging.io import to_numpy_image
 

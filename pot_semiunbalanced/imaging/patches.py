@@ -227,7 +227,7 @@ def random_patches(
     if not replace and n > K:
         raise ValueError(
             f"reference has only {K} patches of size {p}, asked for {n}: "
-            f"lower n_patches or use a larger reference (or pass replace=True)"
+            f"lower n or use a larger reference (or pass replace=True)"
         )
     flat = as_generator(rng).choice(K, size=n, replace=bool(replace)).astype(np.int64)
     b, r = np.divmod(flat, nh * nw)

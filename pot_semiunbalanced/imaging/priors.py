@@ -48,23 +48,30 @@ variable itself). The WPP baseline uses ``pad = 20`` with a U[0, 1] border, as t
 original code (SPEC section 3): patches of the reference that match nothing in the
 image can be sent to the artificial border instead of distorting the image.
 
-Memory of ``solver="emd"``
---------------------------
+Memory and time of ``solver="emd"``
+-----------------------------------
 POT's network simplex (``ot.emd``) needs about ``44 N M`` bytes (the float64 cost
 matrix, the dense plan and per-arc arrays), for N image patches and M reference
-patches, and its time grows faster than ``N M``. Measured on this project's CPU
-(1 thread, brick patches, d = 36):
+patches, and its time grows faster than ``N M``. One level-0 solve, measured on this
+project's CPU (1 thread, d = 36):
 
-==========================  ==================  =========  ===========
-padded image (image + 40)    N (level 0)         M          one solve
-==========================  ==================  =========  ===========
-104 x 104 (64 x 64)          9 801               2 000      12 s
-104 x 104                    9 801               4 000      22 s
-136 x 136 (96 x 96)          17 161              2 000      23 s
-136 x 136                    17 161              4 000      47 s
-136 x 136                    17 161              10 000     119 s, 7.6 GB
-296 x 296 (256 x 256)        84 681              10 000     ~37 GB: does not fit
-==========================  ==================  =========  ===========
+==============================  ===========  =========  ==========================
+padded variable (image)          N            M          one solve
+==============================  ===========  =========  ==========================
+104² brick crop                  9 801        2 000      12 s
+104² brick crop                  9 801        4 000      22 s
+136² brick crop                  17 161       2 000      23 s
+136² brick crop                  17 161       10 000     119 s, 7.6 GB peak
+136² (96² material + U[0,1])     17 161       426        7.6 s
+136² (96² material + U[0,1])     17 161       1 000      15 s
+168² (128² material + U[0,1])    26 569       656        18 s
+296² (256² image + border)       84 681       10 000     37 GB: does not fit in 24 GB
+==============================  ===========  =========  ==========================
+
+In practice ``emd`` is a CPU option up to about 96² images with M of a few thousand or
+less (8-25 s per Adam step; the second, 4x smaller level adds little); memory is the hard limit
+at N M of about 4e8 on a 24 GB machine. The paper's own problem (63 001 x 10 000
+unpadded, 28 GB) is out of reach.
 
 :meth:`WassersteinPatchPrior.check_image_shape` raises a :class:`ValueError` before
 any work when the dense solve of some level would exceed ``memory_fraction`` of the
@@ -77,7 +84,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -95,7 +102,7 @@ from pot_semiunbalanced.imaging.patches import (
     random_patches,
 )
 from pot_semiunbalanced.imaging.wpp import SemiDualW2, emd_w2
-from pot_semiunbalanced.pointcloud import SamplesLoss, _free_memory_bytes
+from pot_semiunbalanced.pointcloud import SamplesLoss, free_memory_bytes
 
 __all__ = [
     "PRIOR_KINDS",
@@ -298,7 +305,8 @@ def reference_patches(
                 f"the reference image {tuple(ref.shape[-2:])} has only {available} patches of "
                 f"size {patch_size} at pyramid level {level} ({h}x{w}), fewer than the "
                 f"n_ref_patches={n_patches_} requested: lower n_ref_patches to at most "
-                f"{min(_count_patches(hh, ww, patch_size) for hh, ww in shapes)} or use a larger reference"
+                f"{min(_count_patches(hh, ww, patch_size) for hh, ww in shapes)} "
+                f"or use a larger reference"
             )
     gen = as_generator(rng)
     levels_img = pyramid(ref, levels)
@@ -540,9 +548,10 @@ class EntropicPatchPrior(PatchPrior):
         )
 
     def extra_repr(self) -> str:
+        n_ref = [int(getattr(self, f"ref_{level}").shape[0]) for level in range(self.levels + 1)]
         return (
             f"kind={self.kind!r}, eps={self.eps}, rho={self.rho}, patch_size={self.patch_size}, "
-            f"levels={self.levels}, n_ref={[int(getattr(self, f'ref_{l}').shape[0]) for l in range(self.levels + 1)]}"
+            f"levels={self.levels}, n_ref={n_ref}"
         )
 
     def reset(self) -> None:
@@ -635,7 +644,7 @@ class WassersteinPatchPrior(PatchPrior):
         super().check_image_shape(shape)
         if self.solver != "emd" or self.emd_solver != "dense":
             return
-        available = _free_memory_bytes(torch.empty(0))
+        available = free_memory_bytes(torch.empty(0))
         for level, (h, w) in enumerate(level_shapes(shape, self.levels)):
             n = _count_patches(h, w, self.patch_size)
             m = int(getattr(self, f"ref_{level}").shape[0])

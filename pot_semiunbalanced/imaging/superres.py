@@ -287,6 +287,10 @@ class SRHistory:
         True when the callback stopped the run.
     seconds : float
         Total wall time of the optimisation loop.
+    variable : torch.Tensor or None
+        The final optimisation variable, unclamped and detached, shape
+        ``(1, 1, *variable_shape)``: for ``wpp`` the padded image with its border (what
+        the prior saw), for the other priors the restored image before clamping.
     """
 
     objective: List[float] = field(default_factory=list)
@@ -307,6 +311,7 @@ class SRHistory:
     prior_kind: str = ""
     stopped_early: bool = False
     seconds: float = 0.0
+    variable: Optional[Tensor] = field(default=None, repr=False)
 
     @property
     def steps(self) -> int:
@@ -314,8 +319,10 @@ class SRHistory:
         return len(self.objective)
 
     def as_dict(self) -> Dict[str, Any]:
-        """A plain dict (e.g. for JSON or pandas)."""
-        return asdict(self)
+        """The recorded numbers as a plain dict (e.g. for JSON), without ``variable``."""
+        out = asdict(self)
+        out.pop("variable")
+        return out
 
 
 # ----------------------------------------------------------------------------- the solver
@@ -342,9 +349,10 @@ def _resolve_hr_shape(
         raise ValueError(f"hr_shape={hr_shape!r} is smaller than the {kernel_size}x{kernel_size} blur")
     expected = sr_output_shape((H, W), kernel_size=kernel_size, factor=factor, boundary=boundary)
     if tuple(expected) != lr:
+        inferred = infer_hr_shape(lr, kernel_size=kernel_size, factor=factor, boundary=boundary)
         raise ValueError(
             f"hr_shape={(H, W)} gives an observation of {tuple(expected)}, not the {lr} of y: "
-            f"pass hr_shape=None to infer {infer_hr_shape(lr, kernel_size=kernel_size, factor=factor, boundary=boundary)}"
+            f"pass hr_shape=None to infer {inferred}"
         )
     return H, W
 
@@ -508,7 +516,7 @@ def super_resolve(
     def measure(x: Tensor) -> float:
         return psnr(x.detach().clamp(0.0, 1.0), truth, border=DEFAULT_BORDER)
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     bar = tqdm(total=steps, disable=not progress, desc=f"sr[{history.prior_kind}]", leave=False)
     t_start = time.perf_counter()
@@ -544,6 +552,7 @@ def super_resolve(
         bar.close()
     history.seconds = time.perf_counter() - t_start
 
+    history.variable = z.detach().clone()
     x_hat = prior_mod.interior(z).detach().clamp(0.0, 1.0).contiguous()
     if truth is not None:
         history.psnr_init = measure(x0)

@@ -127,7 +127,7 @@ def test_random_patches_all_positions_stride_and_batch():
 def test_random_patches_too_many():
     x = _unique_image(C=1, H=4, W=5)  # 3 x 4 = 12 patches of size 2
     with pytest.raises(ValueError, match=r"reference has only 12 patches of size 2, asked for 13: "
-                                         r"lower n_patches or use a larger reference"):
+                                         r"lower n or use a larger reference"):
         pa.random_patches(x, 2, 13, rng=0)
     with pytest.raises(ValueError, match="n must be"):
         pa.random_patches(x, 2, 0, rng=0)
