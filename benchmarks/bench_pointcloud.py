@@ -174,7 +174,6 @@ def mode_large(backends=("dense", "blocked", "keops")):
             continue
         fields = dict(kv.split("=") for kv in res.group(1).split())
         peak_mb = int(rss.group(1)) / 1024
-        limit = 1.2 * (buffer_mb + float(fields["inputs_mb"]))
         added = float(fields["added_peak_mb"])
         rows.append([backend, f"{float(fields['forward']) + float(fields['backward']):.1f}",
                      fields["iterations"], f"{peak_mb:.0f}", fields["baseline_mb"], f"{added:.0f}",

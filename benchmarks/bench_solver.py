@@ -4,7 +4,9 @@ For each size, dtype, backend and ε, every POT method for the semi-relaxed prob
 (``reg_m = (inf, ρ)``) is run with a ladder of ``stopThr`` values until its plan reaches
 the common accuracy — hard-marginal relative error ≤ 1e-6 and relaxed-side fixed-point
 residual ≤ 1e-6, both measured on the returned plan and potentials by the same function —
-or is declared invalid. Ours runs with ``stopThr=1e-6`` and is checked the same way.
+or is declared invalid. Ours is checked the same way, with its own ladder of ``stopThr``
+(1e-6 suffices in float64; in float32 the plan's rounding can leave the relaxed-side
+residual just above 1e-6, and a smaller ``stopThr`` is used).
 Times are medians of repeated runs inside this one process; the per-iteration cost of
 ours is the slope between two fixed iteration counts, divided by the cost of its
 primitive (one K·v plus one Kᵀ·u with the same N×M array).
@@ -32,6 +34,7 @@ RHO = 0.01
 TOL = 1e-6
 POT_METHODS = ["sinkhorn", "sinkhorn_stabilized", "sinkhorn_translation_invariant"]
 LADDER = [1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12]
+OUR_LADDER = [1e-6, 3e-7, 1e-7, 3e-8]
 
 
 def accuracy(P, g, a, b, rho):
@@ -76,14 +79,18 @@ def pot_method(method, a, b, C, eps, a64, b64):
 
 
 def ours(a, b, C, eps, a64, b64):
-    def run():
-        return sinkhorn_semi_unbalanced(a, b, C, eps, RHO, stopThr=TOL, numItermax=20000, log=True)
+    """Our fastest valid run: the same stopThr ladder as POT's (float32 may need < 1e-6)."""
+    for thr in OUR_LADDER:
+        def run():
+            return sinkhorn_semi_unbalanced(a, b, C, eps, RHO, stopThr=thr, numItermax=20000, log=True)
 
-    P, log = run()
-    hard, relaxed = accuracy(to_np(P), to_np(log["g"]), a64, b64, RHO)
-    valid = hard <= 1e-6 and relaxed <= 1e-6
+        P, log = run()
+        hard, relaxed = accuracy(to_np(P), to_np(log["g"]), a64, b64, RHO)
+        valid = hard <= TOL and relaxed <= TOL
+        if valid:
+            break
     t = timeit(run, repeat=3)
-    return t, log["n_iter"], valid, hard, relaxed
+    return t, log["n_iter"], valid, hard, relaxed, thr
 
 
 def per_iteration_ratio(a, b, C, eps):
@@ -112,7 +119,7 @@ def main(argv=None):
     sizes = [2000] if args.quick else [int(s) for s in args.sizes.split(",")]
     backends = ["numpy"] if args.quick else args.backends.split(",")
     rows = []
-    header = ["N", "dtype", "backend", "ε", "ours (s)", "ours it", "POT fastest valid",
+    header = ["N", "dtype", "backend", "ε", "ours (s)", "ours it (stopThr)", "POT fastest valid",
               "POT (s)", "speed-up", "POT invalid (ours valid)", "ours per-iter / primitive"]
     for n in sizes:
         X = brick_patches(n, seed=0, half="top")
@@ -128,7 +135,7 @@ def main(argv=None):
                     C, a, b = (torch.from_numpy(x) for x in (C, a, b))
                 for eps in [float(e) for e in args.eps.split(",")]:
                     t0 = time.time()
-                    t_ours, it, valid, hard, relaxed = ours(a, b, C, eps, a64, b64)
+                    t_ours, it, valid, hard, relaxed, thr_ours = ours(a, b, C, eps, a64, b64)
                     ratio, _ = per_iteration_ratio(a, b, C, eps)
                     results = {m: pot_method(m, a, b, C, eps, a64, b64) for m in POT_METHODS}
                     ok = {m: r for m, r in results.items() if r is not None}
@@ -144,14 +151,14 @@ def main(argv=None):
                     if invalid and valid:
                         fail += f" (ours {t_ours:.3g} s)"
                     rows.append([n, dtype, backend, f"{eps:g}", t_ours if valid else f"INVALID ({hard:.1e}, {relaxed:.1e})",
-                                 it, best_s, t_pot, speed, fail, f"{ratio:.2f}"])
+                                 f"{it} ({thr_ours:g})", best_s, t_pot, speed, fail, f"{ratio:.2f}"])
                     print(markdown_table(header, rows[-1:]).splitlines()[-1], f"  [{time.time() - t0:.0f} s]",
                           flush=True)
     text = (
         "# Dense solver vs POT (semi-relaxed, brick 6×6 patches, ρ = 0.01)\n\n"
         f"Environment: {environment()}\n\n"
         "Accuracy for everyone: hard-marginal relative error ≤ 1e-6 and relaxed-side fixed-point "
-        "residual ≤ 1e-6 on the returned plan (POT: smallest stopThr ladder step reaching it). "
+        "residual ≤ 1e-6 on the returned plan (everyone: the largest stopThr of a ladder reaching it). "
         "Times: median of 3 runs in one process. 'per-iter / primitive': our time per iteration "
         "divided by one K·w plus one Kᵀ·w on the same N×M array.\n\n"
         + markdown_table(header, rows)

@@ -23,10 +23,14 @@ Numer. Anal. 49(4), 2011.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.linalg.lapack import dposv
 
 from . import _array as A
+
+_TINY = float(np.finfo(float).tiny)
 
 
 class Anderson:
@@ -76,7 +80,7 @@ class Anderson:
         if r is None:
             r = Tx - x
         rnorm = A.to_float(nx.dot(r, r)) ** 0.5
-        if not np.isfinite(rnorm) or rnorm > self.restart_factor * self._best:
+        if not math.isfinite(rnorm) or rnorm > self.restart_factor * self._best:
             return self._restart(Tx, r, rnorm)
         self._best = min(self._best, rnorm)
         last, self._last = self._last, (Tx, r)
@@ -92,13 +96,14 @@ class Anderson:
         self._count = min(self._count + 1, self.depth)
         m = self._count
         dR = self._dR[:m]
-        row = nx.to_numpy(nx.dot(dR, self._dR[k])).astype(np.float64)
+        both = np.asarray(nx.to_numpy(nx.dot(dR, nx.stack([self._dR[k], r], 1))), dtype=np.float64)
+        row, rhs = both[:, 0], both[:, 1]  # new Gram row and right-hand side, one product
         self._gram[k, :m] = row
         self._gram[:m, k] = row
         gram = self._gram[:m, :m]
-        rhs = nx.to_numpy(nx.dot(dR, r)).astype(np.float64)
-        system = gram + (self.reg * max(np.trace(gram), np.finfo(float).tiny)) * np.eye(m)
+        system = gram.copy()
+        system.flat[:: m + 1] += self.reg * max(float(np.trace(gram)), _TINY)
         _, gamma, info = dposv(system, rhs)  # Cholesky solve of the SPD normal equations
-        if info != 0 or not np.all(np.isfinite(gamma)):
+        if info != 0 or not math.isfinite(float(gamma.sum())):
             return self._restart(Tx, r, rnorm)
         return Tx - nx.dot(nx.from_numpy(gamma, type_as=r), self._dG[:m])

@@ -251,6 +251,7 @@ class KernelGeometry(_Base):
             fhat, ghat = f + eps * shift_r, g + eps * shift_c
         self.K = A.floored_exp_(E, self.floor)
         self._buffer = self.K
+        self._flush = A.is_torch(self.K) and self.K.device.type == "cpu"  # see A.flush_denormal
         self.fhat, self.ghat = fhat, ghat
         self._fhat_eps, self._ghat_eps = fhat * inv, ghat * inv
         self._stale = False
@@ -278,72 +279,22 @@ class KernelGeometry(_Base):
             self.build(f, g)
             x = pot / self.eps - (self._ghat_eps if rows else self._fhat_eps)
             xmax = A.to_float(x.max())
-        w = vx.exp(x - xmax) * (self.b if rows else self.a)
+        w = vx.exp(x - xmax)
+        w *= self.b if rows else self.a
         wk = A.to_kernel(w, self.cost.like)
-        with A.flush_denormal(wk):
+        if self._flush:
+            with A.flush_denormal(wk):
+                sums = A.to_vec(self.K @ wk if rows else self.K.T @ wk)
+        else:
             sums = A.to_vec(self.K @ wk if rows else self.K.T @ wk)
+        shift = xmax - (self._fhat_eps if rows else self._ghat_eps)
+        total = A.to_float(w.sum())
+        if A.to_float(sums.min()) > self._trust * total:  # the common case: all sums trusted
+            return vx.log(sums) + shift
         with np.errstate(divide="ignore", invalid="ignore"):  # zero sums are repaired below
-            out = vx.log(sums) + (xmax - (self._fhat_eps if rows else self._ghat_eps))
+            out = vx.log(sums) + shift
         exact = self._exact_rows if rows else self._exact_cols
-        return self._repair(out, sums, w, lambda idx: exact(pot, idx))
-
-    def fused_rows_cols(self, g, coef: float):
-        r"""An alternating step in one pass over ``K``: :math:`r(g)`, :math:`f = \mathrm{coef}\,r`,
-        then :math:`s(f)`.
-
-        Row ``i`` of ``f`` only needs row ``i`` of ``K(b v)``, so each block of rows of the
-        kernel serves both products while it is in cache: the matrix is read once per
-        iteration instead of twice. The row scalings are normalised by a running maximum
-        (the column sums are rescaled when it grows). Returns None — the caller then takes
-        the two-pass path — when the kernel must first be rebuilt or a row sum is too
-        small to be trusted.
-        """
-        vx, eps = self.vx, self.eps
-        if self._stale or self.K is None:
-            return None
-        x = g / eps - self._ghat_eps
-        xmax = A.to_float(x.max())
-        if xmax > self.threshold:
-            return None
-        like = self.cost.like
-        w = vx.exp(x - xmax) * self.b
-        wk = A.to_kernel(w, like)
-        threshold = self._trust * A.to_float(w.sum())
-        rows, acc, m_run, u_total = [], None, -math.inf, 0.0
-        with A.flush_denormal(wk):
-            for blk in self._row_blocks():
-                Kb = self.K[blk]
-                t = A.to_vec(Kb @ wk)
-                if not A.to_float(t.min()) > threshold:
-                    return None
-                r = vx.log(t) + (xmax - self._fhat_eps[blk])
-                rows.append(r)
-                xu = coef * r / eps - self._fhat_eps[blk]
-                mu = A.to_float(xu.max())
-                if mu > m_run:
-                    if acc is not None:
-                        scale = math.exp(m_run - mu)
-                        acc = acc * scale
-                        u_total *= scale
-                    m_run = mu
-                u = vx.exp(xu - m_run) * self.a[blk]
-                u_total += A.to_float(u.sum())
-                part = A.to_kernel(u, like) @ Kb
-                acc = part if acc is None else acc + part
-        r = vx.concatenate(rows)
-        sums = A.to_vec(acc)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = vx.log(sums) + (m_run - self._ghat_eps)
-        if m_run > self.threshold:
-            self._stale = True  # correct (normalised) but drifting: re-centre next time
-        f = coef * r
-        return r, self._repair(s, sums, u_total, lambda idx: self._exact_cols(f, idx))
-
-    def _row_blocks(self):
-        """Blocks of about 4 MiB of kernel rows (they stay in cache between two products)."""
-        n, m = self.K.shape
-        step = max(16, (1 << 22) // max(1, m * self.K.dtype.itemsize))
-        return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+        return self._repair(out, sums, total, lambda idx: exact(pot, idx))
 
     def _repair(self, out, sums, w, exact):
         """Recompute exactly the entries whose sum is too small to be trusted."""

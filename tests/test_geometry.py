@@ -71,20 +71,3 @@ def test_exact_reductions_in_blocks_match_dense(rng, monkeypatch):
     np.testing.assert_allclose(lg._exact_cols(f, mask), s_full[mask], rtol=1e-13)
 
 
-@pytest.mark.parametrize("as_torch", [False, True])
-def test_fused_alternating_step_equals_two_reductions(rng, as_torch, monkeypatch):
-    n, m, eps, coef = 300, 70, 1e-2, -0.9e-2
-    C = rng.random((n, m))
-    a, b = rng.uniform(0.5, 1.5, n), rng.uniform(0.5, 1.5, m)
-    kg, lg = geometries(torch.tensor(C) if as_torch else C, a, b, eps)
-    g = rng.normal(size=m) * 0.02
-    kg.lse_rows(g)  # build the kernel
-    monkeypatch.setattr(KernelGeometry, "_row_blocks", lambda self: [slice(i, i + 16) for i in range(0, n, 16)])
-    fused = kg.fused_rows_cols(g, coef)
-    assert fused is not None
-    r, s = fused
-    np.testing.assert_allclose(r, lg.lse_rows(g), rtol=1e-12)
-    np.testing.assert_allclose(s, lg.lse_cols(coef * r), rtol=1e-12)
-    # a stale kernel declines (the engine then takes the two-pass path)
-    kg.set_eps(2 * eps)
-    assert kg.fused_rows_cols(g, coef) is None

@@ -43,7 +43,9 @@ CELL_TIMEOUT = 600  # seconds per cell
 # notebook file name -> source of the cell inserted after its ``parameters`` cell
 SMALL_OVERRIDES = {
     "01_semi_unbalanced_basics.ipynb": "N = 120",
+    "02_denoising_corrupted_patch_model.ipynb": "SMALL = True",
     "03_superresolution_with_reference.ipynb": "SIZE, STEPS, N_REF, RHOS = 32, 3, 150, [0.01, 1.0]",
+    "04_reproduce_table1.ipynb": "SMALL = True",
 }
 
 

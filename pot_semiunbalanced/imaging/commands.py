@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from pot_semiunbalanced._argtypes import nonneg_int, positive_float, positive_int
 from pot_semiunbalanced.imaging.priors import PRIOR_KINDS
 
 __all__ = ["register", "run_sr", "run_demo_command", "DEMO_MEASURED"]
@@ -21,39 +22,9 @@ __all__ = ["register", "run_sr", "run_demo_command", "DEMO_MEASURED"]
 #: ``/usr/bin/time -v`` on this project's 2-core CPU (start-up, three restorations,
 #: metrics and figure included).
 DEMO_MEASURED = (
-    "3 to 4 min on a 2-core CPU (3:14 and 3:52 measured with /usr/bin/time, start-up "
-    "included, while other jobs shared the CPU)"
+    "about 3 min on a 2-core CPU (2:40 measured with /usr/bin/time on idle cores, start-up "
+    "included; 3:14 and 3:52 while other jobs shared the CPU)"
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
 
 
 def _set_threads(n: Optional[int]) -> None:
@@ -128,29 +99,29 @@ def _add_sr_parser(sub) -> None:
                         "OT_{eps,rho,rho}; wpp: Wasserstein Patch Prior (OT_0, padded image)")
     p.add_argument("--hr", help="ground-truth HR image: sets the HR size and prints metrics")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--steps", type=_nonneg_int, default=500, help="Adam steps (default 500)")
-    p.add_argument("--lr", type=_positive_float, default=0.01, help="Adam learning rate (default 0.01)")
-    p.add_argument("--lam", type=_positive_float, default=0.006,
+    p.add_argument("--steps", type=nonneg_int, default=500, help="Adam steps (default 500)")
+    p.add_argument("--lr", type=positive_float, default=0.01, help="Adam learning rate (default 0.01)")
+    p.add_argument("--lam", type=positive_float, default=0.006,
                    help="data weight lambda at 61x61 LR pixels (paper's 256x256 setting; default 0.006)")
     p.add_argument("--lam-scaling", choices=("lr_pixels", "none"), default="lr_pixels",
                    help="lr_pixels (default): use lam*3721/n_LR, the paper's balance at any size; "
                         "none: use lam as given")
-    p.add_argument("--eps", type=_positive_float, default=4e-4, help="entropic epsilon (default 4e-4)")
-    p.add_argument("--rho", type=_positive_float, default=0.01,
+    p.add_argument("--eps", type=positive_float, default=4e-4, help="entropic epsilon (default 4e-4)")
+    p.add_argument("--rho", type=positive_float, default=0.01,
                    help="marginal relaxation rho (default 0.01)")
-    p.add_argument("--patch-size", type=_positive_int, default=6, help="patch side (default 6)")
-    p.add_argument("--levels", type=_nonneg_int, default=1, help="pyramid levels L (default 1)")
-    p.add_argument("--n-ref-patches", type=_positive_int, default=10_000,
+    p.add_argument("--patch-size", type=positive_int, default=6, help="patch side (default 6)")
+    p.add_argument("--levels", type=nonneg_int, default=1, help="pyramid levels L (default 1)")
+    p.add_argument("--n-ref-patches", type=positive_int, default=10_000,
                    help="reference patches per level (default 10000)")
     p.add_argument("--init", choices=("bicubic", "bilinear"), default="bicubic",
                    help="initial upsampling (default bicubic)")
     p.add_argument("--wpp-solver", choices=("emd", "semidual"), default="emd",
                    help="wpp only: exact ot.emd (default; feasible up to ~100x100 images) or the "
                         "original semi-dual estimator")
-    p.add_argument("--num-iter-max", type=_positive_int, default=None,
+    p.add_argument("--num-iter-max", type=positive_int, default=None,
                    help="entropic priors: cap on Sinkhorn iterations per step (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the reference patches (default 0)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_sr)
 
@@ -207,25 +178,25 @@ def _add_demo_parser(sub) -> None:
             f"{DEMO_MEASURED}."
         ),
     )
-    p.add_argument("--size", type=_positive_int, default=d["size"],
+    p.add_argument("--size", type=positive_int, default=d["size"],
                    help=f"ground-truth side in pixels, 16..256 (default {d['size']}; LPIPS needs >= 43)")
-    p.add_argument("--steps", type=_nonneg_int, default=d["steps"],
+    p.add_argument("--steps", type=nonneg_int, default=d["steps"],
                    help=f"Adam steps (default {d['steps']})")
-    p.add_argument("--n-ref-patches", type=_positive_int, default=d["n_ref_patches"],
+    p.add_argument("--n-ref-patches", type=positive_int, default=d["n_ref_patches"],
                    help=f"reference patches per level (default {d['n_ref_patches']})")
     p.add_argument("--priors", nargs="+", choices=PRIOR_KINDS, default=list(d["priors"]),
                    help="priors to compare (default: wpp balanced semi)")
     p.add_argument("--wpp-solver", choices=("semidual", "emd"), default=d["wpp_solver"],
                    help="WPP estimator (default semidual, the original's; emd costs ~12 s per "
                         "step at the default size)")
-    p.add_argument("--num-iter-max", type=_positive_int, default=d["num_iter_max"],
+    p.add_argument("--num-iter-max", type=positive_int, default=d["num_iter_max"],
                    help=f"Sinkhorn iterations per step, warm-started (default {d['num_iter_max']})")
     p.add_argument("--texture", choices=DEMO_TEXTURES, default=d["texture"],
                    help=f"scikit-image texture (default {d['texture']})")
     p.add_argument("--seed", type=int, default=d["seed"], help=f"seed (default {d['seed']})")
     p.add_argument("--out", default="demo_output", help="output folder (default ./demo_output)")
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
-    p.add_argument("--threads", type=_positive_int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch CPU threads (default 1: faster than 2 for these sizes)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run_demo_command)
