@@ -112,7 +112,7 @@ from pot_semiunbalanced._utils import RngLike, as_generator
 from pot_semiunbalanced.imaging.metrics import psnr
 from pot_semiunbalanced.imaging.patches import extract_patches, patch_grid_shape
 from pot_semiunbalanced.pointcloud import sinkhorn_semi_unbalanced2_samples
-from pot_semiunbalanced.textures import adsn, corrupted_patch_model, gaussian_texture_kernel
+from pot_semiunbalanced.textures import _as_finite, adsn, corrupted_patch_model, gaussian_texture_kernel
 
 __all__ = [
     "METHODS",
@@ -170,12 +170,7 @@ def _int(value: Any, name: str, minimum: int) -> int:
 
 
 def _real(value: Any, name: str, *, positive: bool = True, allow_zero: bool = False) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+    out = _as_finite(value, name)
     if positive and (out < 0 or (out == 0 and not allow_zero)):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")

@@ -81,6 +81,7 @@ the ways out. The paper's 256 x 256 setting is therefore a ``semidual`` job on a
 """
 from __future__ import annotations
 
+import abc
 import math
 import time
 from dataclasses import dataclass, field
@@ -319,7 +320,7 @@ def emd_memory_bytes(n: int, m: int) -> float:
 
 
 # ----------------------------------------------------------------------------- base class
-class PatchPrior(nn.Module):
+class PatchPrior(nn.Module, abc.ABC):
     r"""Base class: multiscale patch prior :math:`\frac{1}{L+1}\sum_\ell \mathrm{OT}_\ell`.
 
     Subclasses implement :meth:`transport` (one level). Build priors with
@@ -444,9 +445,9 @@ class PatchPrior(nn.Module):
                     f"prior's input needs sides >= {self.min_image_size}"
                 )
 
+    @abc.abstractmethod
     def transport(self, level: int, X: Tensor, Y: Tensor) -> Tuple[Tensor, Optional[int], bool]:
         """One level's transport value (differentiable in ``X``), iterations, convergence."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def reset(self) -> None:
         """Forget the state kept between calls (warm-start potentials)."""
