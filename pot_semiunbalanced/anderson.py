@@ -63,6 +63,7 @@ class Anderson:
         self._count = 0  # number of stored differences
         self._slot = 0
         self._gram = np.zeros((max(self.depth, 1), max(self.depth, 1)))
+        self._eye = np.eye(max(self.depth, 1))
         self._best = np.inf
 
     def _restart(self, Tx, r, rnorm):
@@ -96,14 +97,20 @@ class Anderson:
         self._count = min(self._count + 1, self.depth)
         m = self._count
         dR = self._dR[:m]
-        both = np.asarray(nx.to_numpy(nx.dot(dR, nx.stack([self._dR[k], r], 1))), dtype=np.float64)
-        row, rhs = both[:, 0], both[:, 1]  # new Gram row and right-hand side, one product
+        row = _host(nx, nx.dot(dR, self._dR[k]))  # new row of the Gram matrix
+        rhs = _host(nx, nx.dot(dR, r))
         self._gram[k, :m] = row
         self._gram[:m, k] = row
         gram = self._gram[:m, :m]
-        system = gram.copy()
-        system.flat[:: m + 1] += self.reg * max(float(np.trace(gram)), _TINY)
+        system = gram + (self.reg * max(float(np.trace(gram)), _TINY)) * self._eye[:m, :m]
         _, gamma, info = dposv(system, rhs)  # Cholesky solve of the SPD normal equations
         if info != 0 or not math.isfinite(float(gamma.sum())):
             return self._restart(Tx, r, rnorm)
-        return Tx - nx.dot(nx.from_numpy(gamma, type_as=r), self._dG[:m])
+        if not isinstance(r, np.ndarray):
+            gamma = nx.from_numpy(gamma, type_as=r)
+        return Tx - nx.dot(gamma, self._dG[:m])
+
+
+def _host(nx, x) -> np.ndarray:
+    """A small backend vector as a float64 numpy array (identity for numpy)."""
+    return x if isinstance(x, np.ndarray) else np.asarray(nx.to_numpy(x), dtype=np.float64)

@@ -199,16 +199,45 @@ def solve(
 
 
 class _State:
-    """Potentials and last reductions; one method step at a time."""
+    """Potentials and last reductions; one method step at a time.
+
+    ``r`` and ``f`` may be held as a function giving them (a geometry's fast alternating
+    step does not form them); they are formed on first access.
+    """
 
     def __init__(self, geom, nx, a, b, side_a, side_b, f0, g0):
         self.geom, self.nx = geom, nx
         self.a, self.b = a, b
         self.side_a, self.side_b = side_a, side_b
-        self.f = f0
+        self._f = f0
         self.g = g0
-        self.r = self.s = None
+        self._r = self.s = None
+        self._rf = None
         self.err = self.err_a = self.err_b = math.inf
+
+    def _form(self) -> None:
+        if self._rf is not None:
+            self._r, self._f = self._rf()
+            self._rf = None
+
+    @property
+    def f(self):
+        self._form()
+        return self._f
+
+    @f.setter
+    def f(self, value):
+        self._rf, self._f = None, value
+
+    @property
+    def r(self):
+        self._form()
+        return self._r
+
+    @r.setter
+    def r(self, value):
+        self._form()
+        self._r = value
 
     def final_errors(self, eps) -> None:
         """Both residuals of the returned pair, computed directly (for the log)."""
@@ -226,9 +255,11 @@ class _State:
         geom, nx = self.geom, self.nx
         ta, tb = self.side_a.tau(eps), self.side_b.tau(eps)
         alternating = method == "alternating"
-        fused = geom.fused_rows_cols(self.g, -ta * eps) if alternating and hasattr(geom, "fused_rows_cols") else None
-        if fused is not None:  # one pass over the cost / kernel
-            self.r, self.s = fused
+        if alternating and hasattr(geom, "alternating"):  # fewest vector passes
+            self.s, rf = geom.alternating(lambda: self.f, self.g, ta)
+            self._rf = rf
+        elif alternating and hasattr(geom, "fused_rows_cols"):  # one pass over the cost
+            self.r, self.s = geom.fused_rows_cols(self.g, -ta * eps)
             self.f = -ta * eps * self.r
         else:
             self.r = geom.lse_rows(self.g, self.f)

@@ -210,7 +210,7 @@ class KernelGeometry(_Base):
         # a sum above exp(floor + margin) * (total weight) holds floored entries at a
         # relative level below exp(-margin) (1e-9 in float32, 4e-18 in float64)
         self._trust = math.exp(self.floor + margin)
-        self.K = None
+        self.K = self._K_host = None
         self._buffer = buffer
         self.fhat = self.ghat = None
         self._stale = True
@@ -251,7 +251,7 @@ class KernelGeometry(_Base):
             fhat, ghat = f + eps * shift_r, g + eps * shift_c
         self.K = A.floored_exp_(E, self.floor)
         self._buffer = self.K
-        self._flush = A.is_torch(self.K) and self.K.device.type == "cpu"  # see A.flush_denormal
+        self._K_host = self.K.numpy() if A.is_torch(self.K) and self.K.device.type == "cpu" else None
         self.fhat, self.ghat = fhat, ghat
         self._fhat_eps, self._ghat_eps = fhat * inv, ghat * inv
         self._stale = False
@@ -270,31 +270,90 @@ class KernelGeometry(_Base):
         product can overflow; the kernel is re-centred when they drift past the
         threshold, and untrustworthy sums are recomputed exactly (:meth:`_repair`).
         """
-        vx = self.vx
+        w, xmax = self._scaled(pot, f, g, rows)
+        sums = self._product(w, rows)
+        shift = xmax - (self._fhat_eps if rows else self._ghat_eps)
+        exact = self._exact_rows if rows else self._exact_cols
+        return self._log_sums(sums, A.to_float(w.sum()), shift, lambda idx: exact(pot, idx))
+
+    def _scaled(self, pot, f, g, rows: bool):
+        """``(w, xmax)``: the weighted scalings :math:`w\,e^{x - x_{max}}` of ``pot`` (x in units of ε,
+        relative to the absorbed potential), after building / re-centring the kernel if needed
+        (around ``(f, g)``; ``f`` may be a function giving it)."""
         if self._stale or self.K is None:
-            self.build(f, g)
-        x = pot / self.eps - (self._ghat_eps if rows else self._fhat_eps)
+            self.build(f() if callable(f) else f, g)
+        x = pot * (1.0 / self.eps)
+        x -= self._ghat_eps if rows else self._fhat_eps
         xmax = A.to_float(x.max())
         if xmax > self.threshold:
-            self.build(f, g)
-            x = pot / self.eps - (self._ghat_eps if rows else self._fhat_eps)
+            self.build(f() if callable(f) else f, g)
+            x = pot * (1.0 / self.eps)
+            x -= self._ghat_eps if rows else self._fhat_eps
             xmax = A.to_float(x.max())
-        w = vx.exp(x - xmax)
+        x -= xmax
+        w = self.vx.exp(x)
         w *= self.b if rows else self.a
-        wk = A.to_kernel(w, self.cost.like)
-        if self._flush:
-            with A.flush_denormal(wk):
-                sums = A.to_vec(self.K @ wk if rows else self.K.T @ wk)
-        else:
-            sums = A.to_vec(self.K @ wk if rows else self.K.T @ wk)
-        shift = xmax - (self._fhat_eps if rows else self._ghat_eps)
-        total = A.to_float(w.sum())
+        return w, xmax
+
+    def _product(self, w, rows: bool):
+        """``K @ w`` (rows) or ``K.T @ w`` (columns), as a double-precision vector.
+
+        A kernel held by CPU torch is multiplied through its numpy view (same memory):
+        numpy's BLAS matrix–vector product is 2-2.5x faster than torch's on this kind of
+        machine (``benchmarks/results/solver.md``) and skips the tensor wrapping."""
+        K = self._K_host if self._K_host is not None else self.K
+        wk = A.to_kernel(w, K)
+        return A.to_vec(K @ wk if rows else K.T @ wk)
+
+    def _log_sums(self, sums, total: float, shift, exact):
+        """``log(sums) + shift``, with the sums too small to trust recomputed by ``exact(idx)``."""
         if A.to_float(sums.min()) > self._trust * total:  # the common case: all sums trusted
-            return vx.log(sums) + shift
+            return self.vx.log(sums) + shift
         with np.errstate(divide="ignore", invalid="ignore"):  # zero sums are repaired below
-            out = vx.log(sums) + shift
-        exact = self._exact_rows if rows else self._exact_cols
-        return self._repair(out, sums, total, lambda idx: exact(pot, idx))
+            out = self.vx.log(sums) + shift
+        return self._repair(out, sums, total, exact)
+
+    def alternating(self, f_of, g, tau_a: float):
+        r"""One alternating step: :math:`s(f')` with :math:`f' = -\tau_a\varepsilon\, r(g)`.
+
+        Returns ``(s, rf)`` where ``rf()`` gives ``(r(g), f')``. On a hard first side
+        (:math:`\tau_a = 1`) the row scalings are :math:`a / K(bv)` up to a constant, so
+        neither ``r`` nor ``f'`` is formed here — two transcendental passes fewer per
+        iteration; ``rf`` forms them when asked (at the end, or to re-centre the kernel).
+        ``f_of()`` gives the previous ``f`` (only called when the kernel is rebuilt).
+        """
+        eps = self.eps
+        wb, m = self._scaled(g, f_of, g, rows=True)
+        sums_r = self._product(wb, rows=True)
+        total_r = A.to_float(wb.sum())
+        smin = A.to_float(sums_r.min())
+        fhat_eps = self._fhat_eps
+
+        def rows():
+            return self._log_sums(sums_r, total_r, m - fhat_eps, lambda idx: self._exact_rows(g, idx))
+
+        if tau_a == 1.0 and smin > self._trust * total_r and -math.log(smin) - m <= self.threshold:
+            # f'/ε - f̂/ε = -log K(bv) - m: the column scalings a e^{f'/ε - f̂/ε} normalised by their max
+            mf = -math.log(smin) - m
+            ua = 1.0 / sums_r
+            ua *= smin
+            ua *= self.a
+            sums_c = self._product(ua, rows=False)
+            cache = []
+
+            def rf():
+                if not cache:
+                    r = rows()
+                    cache.append((r, -eps * r))
+                return cache[0]
+
+            s = self._log_sums(sums_c, A.to_float(ua.sum()), mf - self._ghat_eps,
+                               lambda idx: self._exact_cols(rf()[1], idx))
+            return s, rf
+        r = rows()
+        f_new = -tau_a * eps * r
+        s = self.lse_cols(f_new, g)
+        return s, lambda: (r, f_new)
 
     def _repair(self, out, sums, w, exact):
         """Recompute exactly the entries whose sum is too small to be trusted."""
@@ -325,6 +384,6 @@ class KernelGeometry(_Base):
         like = self.cost.like
         P = A.scale_rows_cols_(self.K, A.to_kernel(self.a * vx.exp(xu), like),
                                A.to_kernel(self.b * vx.exp(xv), like))
-        self.K = self._buffer = None
+        self.K = self._buffer = self._K_host = None
         self._stale = True
         return P

@@ -37,6 +37,30 @@ def test_kernel_reductions_equal_exact_ones(rng, as_torch, spread):
         np.testing.assert_allclose(s_k, s_l, rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("as_torch", [False, True])
+@pytest.mark.parametrize("tau_a", [1.0, 0.9])
+@pytest.mark.parametrize("spread", [0.0, 30.0])
+def test_alternating_step_equals_two_reductions(rng, as_torch, tau_a, spread):
+    """The fused alternating step (scalings a / K(bv) on a hard side, r and f formed only on
+    demand) gives the exact s(f') and (r(g), f') of the two separate reductions."""
+    n, m, eps = 40, 50, 1e-3
+    C = rng.random((n, m)) * 5.0
+    a = rng.uniform(0.5, 1.5, n)
+    b = rng.uniform(0.5, 1.5, m)
+    kg, lg = geometries(torch.tensor(C) if as_torch else C, a, b, eps)
+    f = g = None
+    for step in range(6):
+        g = rng.normal(size=m) * spread * eps * 10 * step + (0.0 if g is None else g)
+        s_k, rf = kg.alternating(lambda: f, g, tau_a)
+        r_l = lg.lse_rows(g)
+        f_new = -tau_a * eps * r_l
+        r_k, f_k = rf()
+        np.testing.assert_allclose(r_k, r_l, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(f_k, f_new, rtol=1e-12, atol=1e-9 * eps)
+        np.testing.assert_allclose(s_k, lg.lse_cols(f_new, g), rtol=1e-12, atol=1e-9)
+        f = f_k
+
+
 def test_untrusted_sums_are_recomputed_exactly(rng):
     """Weights concentrated on a column whose kernel entries are floored for most rows:
     those row sums are dominated by floored entries, flagged, and recomputed exactly."""
