@@ -8,9 +8,9 @@ or is declared invalid. Ours is checked the same way, with its own ladder of ``s
 (1e-6 suffices in float64; in float32 the plan's rounding can leave the relaxed-side
 residual just above 1e-6, and a smaller ``stopThr`` is used).
 Times are medians of repeated runs inside this one process; the per-iteration cost of
-ours is the slope between two fixed iteration counts, divided by the cost of its
-primitive (one K·v plus one Kᵀ·u with the same N×M array; for CPU torch arrays the faster
-of torch's and numpy's product on the same memory, since the solver uses numpy's there).
+ours is the best-of-5 slope between two fixed iteration counts, divided by the cost of its
+primitive (one K·v plus one Kᵀ·u on the same N×M array with the backend's product); see
+``bench_iteration.py``.
 
 Run: ``python benchmarks/bench_solver.py`` (``--quick`` for N=2000 only).
 """
@@ -27,6 +27,7 @@ import ot
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_iteration import best_slope, primitive  # noqa: E402
 from common import brick_patches, environment, markdown_table, timeit, write_result  # noqa: E402
 
 from pot_semiunbalanced import sinkhorn_semi_unbalanced  # noqa: E402
@@ -94,30 +95,16 @@ def ours(a, b, C, eps, a64, b64):
     return t, log["n_iter"], valid, hard, relaxed, thr
 
 
-def primitive_time(C) -> float:
-    """One K·w plus one Kᵀ·w on an N×M array like ``C`` (median of 30, best of 3 batches).
-
-    For a CPU torch array the faster of torch's product and numpy's product on the same
-    memory (the solver multiplies CPU torch kernels through their numpy view)."""
-    K = C * 0.5 + 0.1
-    w = K[0] * 1.0
-    candidates = [(K, w)]
-    if isinstance(K, torch.Tensor) and K.device.type == "cpu":
-        candidates.append((K.numpy(), w.numpy()))
-    return min(timeit(lambda: (Km @ wm, Km.T @ wm), repeat=30, warmup=3)
-               for Km, wm in candidates for _ in range(3))
-
-
 def per_iteration_ratio(a, b, C, eps):
-    """Our time per iteration over the primitive (one K·w plus one Kᵀ·w), and the former."""
-    def fixed(k):
-        return lambda: sinkhorn_semi_unbalanced(a, b, C, eps, RHO, stopThr=0.0, numItermax=k, warn=False)
+    """Our time per iteration over the primitive (one K·w plus one Kᵀ·w), and the former.
 
-    k1, k2 = 10, 110
-    t1 = min(timeit(fixed(k1), repeat=3) for _ in range(2))
-    t2 = min(timeit(fixed(k2), repeat=3) for _ in range(2))
-    per_iter = (t2 - t1) / (k2 - k1)
-    return per_iter / primitive_time(C), per_iter
+    Measured as in ``bench_iteration.py``: best-of-5 slope between 10 and 110 iterations,
+    and the primitive with the backend's own product on an array like ``C``."""
+    def run(k):
+        sinkhorn_semi_unbalanced(a, b, C, eps, RHO, stopThr=0.0, numItermax=k, warn=False)
+
+    per_iter = best_slope(run)
+    return per_iter / primitive(C), per_iter
 
 
 def main(argv=None):
@@ -172,9 +159,8 @@ def main(argv=None):
         "Accuracy for everyone: hard-marginal relative error ≤ 1e-6 and relaxed-side fixed-point "
         "residual ≤ 1e-6 on the returned plan (everyone: the largest stopThr of a ladder reaching it). "
         "Times: median of 3 runs in one process. 'per-iter / primitive': our time per iteration "
-        "divided by one K·w plus one Kᵀ·w on the same N×M array (slope between 10 and 110 "
-        "iterations; for CPU torch the primitive is the faster of torch's and numpy's product on "
-        "the same memory, as the solver uses numpy's).\n\n"
+        "divided by one K·w plus one Kᵀ·w on the same N×M array with the backend's product "
+        "(best-of-5 slope between 10 and 110 iterations; primitive best of 5 × 200).\n\n"
         + markdown_table(header, rows)
         + "\n\nRe-run: `python benchmarks/bench_solver.py`\n"
     )

@@ -15,6 +15,7 @@ HERE = Path(__file__).resolve().parent
 #: script -> arguments of its full run
 SCRIPTS = {
     "bench_solver": [],
+    "bench_iteration": [],
     "bench_pointcloud": ["all"],
     "bench_superres": ["--sizes", "64", "128", "256", "--steps", "6", "4", "3"],
     "bench_wpp_faithful": ["--crop", "96", "--steps", "100"],

@@ -20,7 +20,9 @@ and dtype.
   rebuilt (one exp over N×M) only when the scalings drift past a threshold or ε
   changes; a row/column sum too small to be trusted is recomputed exactly in the log
   domain. Unlike POT's stabilised solver, the absorption is per row and per column,
-  never one scalar.
+  never one scalar. Its :meth:`KernelGeometry.alternating` does a whole alternating
+  step with the fewest vector passes (on a hard first side the row scalings are
+  :math:`a / K(bv)`, with no log/exp in between).
 * :class:`LogGeometry` evaluates the log-sum-exps directly: slower, simplest, a
   reference.
 
@@ -76,10 +78,15 @@ class DenseCost:
 
 
 def _constants(like):
-    """(exp floor, range L, drift threshold, trust margin) in units of ε for the dtype."""
+    """(exp floor, range L, drift threshold, trust margin) in units of ε for the dtype.
+
+    The float64 floor (-600) keeps products of floored entries with scalings down to
+    e^-100 above the sub-normal range (e^-708): sub-normal products made the transposed
+    matrix-vector product ~25 % slower on the project's machine with a floor at -700
+    (``benchmarks/results/iteration.md``)."""
     dt = str(getattr(like, "dtype", "float64"))
     if "64" in dt:
-        return -700.0, 30.0, 500.0, 40.0
+        return -600.0, 30.0, 500.0, 40.0
     if "32" in dt:
         return -80.0, 20.0, 50.0, 20.0
     raise TypeError(
@@ -210,7 +217,7 @@ class KernelGeometry(_Base):
         # a sum above exp(floor + margin) * (total weight) holds floored entries at a
         # relative level below exp(-margin) (1e-9 in float32, 4e-18 in float64)
         self._trust = math.exp(self.floor + margin)
-        self.K = self._K_host = None
+        self.K = None
         self._buffer = buffer
         self.fhat = self.ghat = None
         self._stale = True
@@ -251,7 +258,7 @@ class KernelGeometry(_Base):
             fhat, ghat = f + eps * shift_r, g + eps * shift_c
         self.K = A.floored_exp_(E, self.floor)
         self._buffer = self.K
-        self._K_host = self.K.numpy() if A.is_torch(self.K) and self.K.device.type == "cpu" else None
+        self._flush = A.is_torch(self.K) and self.K.device.type == "cpu"  # see A.flush_denormal
         self.fhat, self.ghat = fhat, ghat
         self._fhat_eps, self._ghat_eps = fhat * inv, ghat * inv
         self._stale = False
@@ -296,14 +303,12 @@ class KernelGeometry(_Base):
         return w, xmax
 
     def _product(self, w, rows: bool):
-        """``K @ w`` (rows) or ``K.T @ w`` (columns), as a double-precision vector.
-
-        A kernel held by CPU torch is multiplied through its numpy view (same memory):
-        numpy's BLAS matrix–vector product is 2-2.5x faster than torch's on this kind of
-        machine (``benchmarks/results/solver.md``) and skips the tensor wrapping."""
-        K = self._K_host if self._K_host is not None else self.K
-        wk = A.to_kernel(w, K)
-        return A.to_vec(K @ wk if rows else K.T @ wk)
+        """``K @ w`` (rows) or ``K.T @ w`` (columns), as a double-precision vector."""
+        wk = A.to_kernel(w, self.K)
+        if self._flush:
+            with A.flush_denormal(wk):
+                return A.to_vec(self.K @ wk if rows else self.K.T @ wk)
+        return A.to_vec(self.K @ wk if rows else self.K.T @ wk)
 
     def _log_sums(self, sums, total: float, shift, exact):
         """``log(sums) + shift``, with the sums too small to trust recomputed by ``exact(idx)``."""
@@ -384,6 +389,6 @@ class KernelGeometry(_Base):
         like = self.cost.like
         P = A.scale_rows_cols_(self.K, A.to_kernel(self.a * vx.exp(xu), like),
                                A.to_kernel(self.b * vx.exp(xv), like))
-        self.K = self._buffer = self._K_host = None
+        self.K = self._buffer = None
         self._stale = True
         return P

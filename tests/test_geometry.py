@@ -68,7 +68,7 @@ def test_untrusted_sums_are_recomputed_exactly(rng):
     C = rng.random((n, m))
     kg, lg = geometries(C, np.full(n, 1 / n), np.full(m, 1 / m), eps)
     g0 = np.zeros(m)
-    kg.lse_rows(g0)  # builds the kernel around g0 (entries below exp(-700) are floored)
+    kg.lse_rows(g0)  # builds the kernel around g0 (entries below exp(-600) are floored)
     builds = kg.n_builds
     g = g0 - 680 * eps  # every column but the first weighs exp(-680) relative to it
     g[0] = 0.0
