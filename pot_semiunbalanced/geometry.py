@@ -32,6 +32,7 @@ the matrix API and the large-scale losses.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -277,30 +278,34 @@ class KernelGeometry(_Base):
         product can overflow; the kernel is re-centred when they drift past the
         threshold, and untrustworthy sums are recomputed exactly (:meth:`_repair`).
         """
-        w, xmax = self._scaled(pot, f, g, rows)
+        w, xmax = self._scaled(pot, lambda: f, g, rows)
         sums = self._product(w, rows)
         shift = xmax - (self._fhat_eps if rows else self._ghat_eps)
         exact = self._exact_rows if rows else self._exact_cols
         return self._log_sums(sums, A.to_float(w.sum()), shift, lambda idx: exact(pot, idx))
 
-    def _scaled(self, pot, f, g, rows: bool):
+    def _scaled(self, pot, f_of, g, rows: bool):
         """``(w, xmax)``: the weighted scalings :math:`w\,e^{x - x_{max}}` of ``pot`` (x in units of ε,
-        relative to the absorbed potential), after building / re-centring the kernel if needed
-        (around ``(f, g)``; ``f`` may be a function giving it)."""
+        relative to the absorbed potential), after building / re-centring the kernel around
+        ``(f_of(), g)`` if needed."""
         if self._stale or self.K is None:
-            self.build(f() if callable(f) else f, g)
-        x = pot * (1.0 / self.eps)
-        x -= self._ghat_eps if rows else self._fhat_eps
+            self.build(f_of(), g)
+        x = self._relative(pot, rows)
         xmax = A.to_float(x.max())
         if xmax > self.threshold:
-            self.build(f() if callable(f) else f, g)
-            x = pot * (1.0 / self.eps)
-            x -= self._ghat_eps if rows else self._fhat_eps
+            self.build(f_of(), g)
+            x = self._relative(pot, rows)
             xmax = A.to_float(x.max())
         x -= xmax
         w = self.vx.exp(x)
         w *= self.b if rows else self.a
         return w, xmax
+
+    def _relative(self, pot, rows: bool):
+        """``pot / ε`` minus the absorbed potential of its side (a new vector)."""
+        x = pot * (1.0 / self.eps)
+        x -= self._ghat_eps if rows else self._fhat_eps
+        return x
 
     def _product(self, w, rows: bool):
         """``K @ w`` (rows) or ``K.T @ w`` (columns), as a double-precision vector."""
@@ -344,13 +349,11 @@ class KernelGeometry(_Base):
             ua *= smin
             ua *= self.a
             sums_c = self._product(ua, rows=False)
-            cache = []
 
+            @functools.cache
             def rf():
-                if not cache:
-                    r = rows()
-                    cache.append((r, -eps * r))
-                return cache[0]
+                r = rows()
+                return r, -eps * r
 
             s = self._log_sums(sums_c, A.to_float(ua.sum()), mf - self._ghat_eps,
                                lambda idx: self._exact_cols(rf()[1], idx))
