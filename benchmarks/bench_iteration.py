@@ -37,7 +37,14 @@ from pot_semiunbalanced import sinkhorn_semi_unbalanced  # noqa: E402
 from pot_semiunbalanced._array import flush_denormal  # noqa: E402
 
 EPS, RHO = 4e-4, 0.01
+DEVICES = {"torch": "cpu", "cuda": "cuda"}  # torch back ends and where their arrays live
 K1, K2 = 10, 110
+
+
+def sync() -> None:
+    """Wait for queued GPU work (a no-op when CUDA was never used)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def best_times(run, repeat: int = 5):
@@ -45,8 +52,10 @@ def best_times(run, repeat: int = 5):
     def best(k):
         out = math.inf
         for _ in range(repeat):
+            sync()
             t0 = time.perf_counter()
             run(k)
+            sync()
             out = min(out, time.perf_counter() - t0)
         return out
 
@@ -74,10 +83,12 @@ def primitive(K, repeat: int = 200) -> float:
     out = math.inf
     with flush_denormal(w):
         for _ in range(5):
+            sync()
             t0 = time.perf_counter()
             for _ in range(repeat):
                 K @ w
                 K.T @ w
+            sync()
             out = min(out, (time.perf_counter() - t0) / repeat)
     return out
 
@@ -136,7 +147,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="2000,4000")
     parser.add_argument("--dtypes", default="float64,float32")
-    parser.add_argument("--backends", default="numpy,torch")
+    parser.add_argument("--backends", default="numpy,torch", help="numpy, torch (CPU) and/or cuda")
+    parser.add_argument("--out", default="iteration.md", help="file name under benchmarks/results")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (best kept)")
     args = parser.parse_args(argv)
     header = ["N", "dtype", "backend", "primitive (ms)", "ours / primitive", "ours without Anderson",
@@ -151,12 +163,13 @@ def main(argv=None) -> int:
             inputs = {}
             for backend in args.backends.split(","):
                 C, a = C64.astype(dtype), a64.astype(dtype)
-                inputs[backend] = (torch.from_numpy(C), torch.from_numpy(a)) if backend == "torch" else (C, a)
+                inputs[backend] = (C, a) if backend == "numpy" else (
+                    torch.from_numpy(C).to(DEVICES[backend]), torch.from_numpy(a).to(DEVICES[backend]))
             # rounds interleave every measurement; each keeps its best round, so that a slow
             # spell of the (shared, virtual) machine cannot land on one side of a ratio only
             best = {}
             for _ in range(args.rounds):
-                measured = {("primitive", be): primitive(torch.from_numpy(Knp) if be == "torch" else Knp)
+                measured = {("primitive", be): primitive(Knp if be == "numpy" else torch.from_numpy(Knp).to(DEVICES[be]))
                             for be in {"numpy", *inputs}}  # the floor's ratio uses numpy's
                 for acc in (True, False):
                     measured["floor", acc] = best_times(lambda k, acc=acc: floor_loop(Knp, a64, a64, k, acc))
@@ -190,9 +203,11 @@ def main(argv=None) -> int:
         "kernel re-centring (one exp over N×M, when the scalings drift too far) inside the window "
         "is part of the measured slope.\n\n"
         + markdown_table(header, rows)
-        + "\n\nRe-run: `python benchmarks/bench_iteration.py`\n"
+        + "\n\nRe-run: `python benchmarks/bench_iteration.py"
+        + ("" if args.backends == "numpy,torch" else f" --backends {args.backends}")
+        + ("" if args.out == "iteration.md" else f" --out {args.out}") + "`\n"
     )
-    path = write_result("iteration.md", text)
+    path = write_result(args.out, text)
     print(f"written to {path}")
     return 0
 

@@ -50,6 +50,8 @@ def environment() -> str:
         f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), POT {ot.__version__}; "
         f"date {time.strftime('%Y-%m-%d %H:%M')}"
+        + (f"; GPU {torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
+           if torch.cuda.is_available() else "")
     )
 
 

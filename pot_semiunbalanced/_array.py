@@ -177,6 +177,19 @@ def amax(E, axis: int):
 
 
 @contextmanager
+def torch_threads(n):
+    """Run the block with ``n`` torch threads (``None``: leave the count as it is), then
+    restore the previous count."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
 def flush_denormal(like):
     """Flush sub-normal floats to zero inside the block (torch on CPU; no-op elsewhere).
 

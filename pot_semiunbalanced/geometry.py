@@ -285,7 +285,7 @@ class KernelGeometry(_Base):
         return self._log_sums(sums, A.to_float(w.sum()), shift, lambda idx: exact(pot, idx))
 
     def _scaled(self, pot, f_of, g, rows: bool):
-        """``(w, xmax)``: the weighted scalings :math:`w\,e^{x - x_{max}}` of ``pot`` (x in units of ε,
+        r"""``(w, xmax)``: the weighted scalings :math:`w\,e^{x - x_{max}}` of ``pot`` (x in units of ε,
         relative to the absorbed potential), after building / re-centring the kernel around
         ``(f_of(), g)`` if needed."""
         if self._stale or self.K is None:

@@ -533,6 +533,7 @@ def prepare_pair(pair: SRPair, preset: BenchmarkPreset, *, seed: int = 0) -> Pre
     """
     import torch
 
+    from pot_semiunbalanced._array import torch_threads
     from pot_semiunbalanced.imaging.operators import simulate_lr
 
     if not isinstance(pair, SRPair):
@@ -541,11 +542,15 @@ def prepare_pair(pair: SRPair, preset: BenchmarkPreset, *, seed: int = 0) -> Pre
     if min(truth.shape) < 16:
         raise ValueError(f"the ground truth of {pair.name} is {truth.shape}, smaller than the 16x16 blur")
     entropy = observation_seed(pair.name, seed=seed)
-    y = simulate_lr(
-        torch.as_tensor(truth, dtype=torch.float64)[None, None],
-        noise_std=preset.noise_std,
-        rng=np.random.default_rng(entropy),
-    )
+    # one thread: a multi-threaded BLAS may split the blur's sums differently from call to
+    # call (seen on a 16-core machine: last-bit differences between two calls), and the
+    # observation must be the same bits whenever it is simulated
+    with torch_threads(1):
+        y = simulate_lr(
+            torch.as_tensor(truth, dtype=torch.float64)[None, None],
+            noise_std=preset.noise_std,
+            rng=np.random.default_rng(entropy),
+        )
     lr = y[0, 0].numpy().astype(np.float64)
     refs = {"clean": pair.ref_clean, "defect": pair.ref_defect}
     info = {
@@ -909,15 +914,12 @@ def _run_task(task: _Task) -> Dict[str, Any]:
     """Run one item and write its image and record (atomically). Returns the record."""
     import torch
 
-    previous = torch.get_num_threads()
-    if task.threads is not None:
-        torch.set_num_threads(int(task.threads))
-    try:
+    from pot_semiunbalanced._array import torch_threads
+
+    with torch_threads(task.threads):
         res = restore(task.truth, task.lr, task.reference, method=task.item.method,
                       preset=task.preset, rng=list(task.rng_seed), device=task.device)
         threads_used = torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
     json_path, png_path = item_paths(task.out, task.item)
     _atomic_write_png16(png_path, res.image)
     record = {

@@ -108,6 +108,21 @@ def test_observation_is_shared_and_reproducible(pairs, tiny, tmp_path):
     assert len(seeds) == 2
 
 
+def test_observation_does_not_depend_on_the_thread_count(pairs, tiny):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = B.prepare_pair(pairs[0], tiny, seed=0)
+        torch.set_num_threads(4)
+        four = B.prepare_pair(pairs[0], tiny, seed=0)
+        assert torch.get_num_threads() == 4  # restored after the single-threaded simulation
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(one.lr, four.lr)
+
+
 # ----------------------------------------------------------------------------- resume
 def test_resume_skips_finished_items(pairs, tiny, tmp_path, counting):
     kw = dict(preset=tiny, methods=("bicubic", "semi"), jobs=1, device="cpu")
