@@ -158,6 +158,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="iteration.md", help="file name under benchmarks/results")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (best kept)")
     args = parser.parse_args(argv)
+    unknown = set(args.backends.split(",")) - {"numpy", *DEVICES}
+    if unknown:
+        parser.error(f"unknown back ends {sorted(unknown)}: use numpy, torch and/or cuda")
+    if "cuda" in args.backends.split(",") and not torch.cuda.is_available():
+        parser.error("--backends cuda needs a CUDA device")
     header = ["N", "dtype", "backend", "primitive (ms)", "ours / primitive", "ours without Anderson",
               "kernel re-centrings in the window (with / without Anderson)", "floor / primitive",
               "floor without Anderson", "compiled floor (numba) / primitive"]
@@ -220,6 +225,8 @@ def main(argv=None) -> int:
         "is part of the measured slope.\n\n"
         + markdown_table(header, rows)
         + "\n\nRe-run: `python benchmarks/bench_iteration.py"
+        + ("" if args.sizes == "2000,4000" else f" --sizes {args.sizes}")
+        + ("" if args.dtypes == "float64,float32" else f" --dtypes {args.dtypes}")
         + ("" if args.backends == "numpy,torch" else f" --backends {args.backends}")
         + ("" if args.out == "iteration.md" else f" --out {args.out}") + "`\n"
     )
