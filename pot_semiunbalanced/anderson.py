@@ -63,7 +63,6 @@ class Anderson:
         self._count = 0  # number of stored differences
         self._slot = 0
         self._gram = np.zeros((max(self.depth, 1), max(self.depth, 1)))
-        self._eye = np.eye(max(self.depth, 1))
         self._best = np.inf
 
     def _restart(self, Tx, r, rnorm):
@@ -91,24 +90,25 @@ class Anderson:
             self._dR = nx.zeros((self.depth, r.shape[0]), type_as=r)
             self._dG = nx.zeros((self.depth, r.shape[0]), type_as=r)
         k = self._slot
-        self._dR[k] = r - last[1]
-        self._dG[k] = Tx - last[0]
+        dR, dG = self._dR, self._dG
+        dR[k] = r - last[1]
+        dG[k] = Tx - last[0]
         self._slot = (k + 1) % self.depth
-        self._count = min(self._count + 1, self.depth)
-        m = self._count
-        dR = self._dR[:m]
-        row = _host(nx, nx.dot(dR, self._dR[k]))  # new row of the Gram matrix
-        rhs = _host(nx, nx.dot(dR, r))
-        self._gram[k, :m] = row
-        self._gram[:m, k] = row
-        gram = self._gram[:m, :m]
-        system = gram + (self.reg * max(float(np.trace(gram)), _TINY)) * self._eye[:m, :m]
-        _, gamma, info = dposv(system, rhs)  # Cholesky solve of the SPD normal equations
+        self._count = m = min(self._count + 1, self.depth)
+        row = _host(nx, nx.dot(dR[:m], dR[k]))  # new row of the Gram matrix
+        rhs = _host(nx, nx.dot(dR[:m], r))
+        gram = self._gram
+        gram[k, :m] = row
+        gram[:m, k] = row
+        system = gram[:m, :m].copy()
+        diag = system.reshape(-1)[:: m + 1]  # a view of the diagonal
+        diag += self.reg * max(float(diag.sum()), _TINY)
+        _, gamma, info = dposv(system, rhs, overwrite_a=1, overwrite_b=1)  # Cholesky, SPD
         if info != 0 or not math.isfinite(float(gamma.sum())):
             return self._restart(Tx, r, rnorm)
         if not isinstance(r, np.ndarray):
             gamma = nx.from_numpy(gamma, type_as=r)
-        return Tx - nx.dot(gamma, self._dG[:m])
+        return Tx - nx.dot(gamma, dG[:m])
 
 
 def _host(nx, x) -> np.ndarray:

@@ -32,7 +32,6 @@ the matrix API and the large-scale losses.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -350,10 +349,13 @@ class KernelGeometry(_Base):
             ua *= self.a
             sums_c = self._product(ua, rows=False)
 
-            @functools.cache
-            def rf():
-                r = rows()
-                return r, -eps * r
+            memo = []
+
+            def rf():  # formed once, on first request
+                if not memo:
+                    r = rows()
+                    memo.append((r, -eps * r))
+                return memo[0]
 
             s = self._log_sums(sums_c, A.to_float(ua.sum()), mf - self._ghat_eps,
                                lambda idx: self._exact_cols(rf()[1], idx))
