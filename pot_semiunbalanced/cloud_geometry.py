@@ -4,7 +4,8 @@ r"""Costs and geometries for point clouds: the N×M interactions of :mod:`.point
   the dense kernel buffer, or block by block).
 * dense: :class:`~.geometry.KernelGeometry` over that cost (one N×M buffer), with
   :func:`dense_products` for the envelope gradients;
-* :class:`BlockedGeometry` — exact log-domain reductions over blocks of rows;
+* :class:`BlockedGeometry` — exact reductions over blocks of rows, one pass over the
+  cost per alternating step;
 * :class:`KeOpsGeometry` — pykeops LazyTensor reductions (optional dependency);
 * :func:`choose_backend` — ``"auto"``: dense when one N×M buffer fits in free memory.
 """
@@ -57,16 +58,13 @@ class SqEuclideanCost:
             out -= self.yy[None, :] * scale
         return out
 
-    def neg_block(self, rows, scale: float):
-        """``-scale * C[rows]`` as a new array (clamped at 0 from above against rounding)."""
-        out = self.X[rows] @ self.Y.T
-        if A.is_torch(out):
-            out.mul_(2.0 * scale).sub_(self.xx[rows][:, None] * scale).sub_(self.yy[None, :] * scale)
-            return out.clamp_(max=0.0)
-        out *= 2.0 * scale
-        out -= self.xx[rows][:, None] * scale
-        out -= self.yy[None, :] * scale
-        return np.minimum(out, 0.0, out=out)
+    def augmented(self):
+        r"""``(X', Y')`` with :math:`X' = [X, 1, -\|x\|^2]` and :math:`Y' = [2Y, -\|y\|^2, 1]`, so
+        that :math:`X' Y'^T = -C` in one matrix product (built once, then cached)."""
+        if getattr(self, "_aug", None) is None:
+            self._aug = (_hstack([self.X, self.X[:, :1] * 0 + 1, -self.xx[:, None]]),
+                         _hstack([2.0 * self.Y, -self.yy[:, None], self.Y[:, :1] * 0 + 1]))
+        return self._aug
 
     def block(self, rows=slice(None), cols=slice(None)):
         """Cost block ``C[rows][:, cols]`` (clamped at 0 against rounding)."""
@@ -101,17 +99,36 @@ def dense_products(geom: KernelGeometry, f, g, right, left):
 
 
 class BlockedGeometry(_Base):
-    """Exact log-domain reductions over blocks of rows: memory O(block × M).
+    r"""Exact reductions over blocks of rows: memory O(block × M).
 
-    Each reduction recomputes the cost block by a matrix product; exponent arguments
-    are floored at -80 below the running maximum (entries that small carry no mass and
-    would take CPU ``exp``'s slow sub-normal path).
+    Each pass recomputes a block :math:`E_{ij} = (g_j - C_{ij})/\varepsilon` by one matrix
+    product (:meth:`SqEuclideanCost.augmented`) into a buffer reused for every block, and
+    exponentiates it in place relative to its row maximum :math:`m_i`:
+    :math:`T_{ij} = e^{E_{ij} - m_i}`, floored at
+    :math:`e^{-80}` (entries that small carry no mass and would take CPU ``exp``'s slow
+    sub-normal path). Then
+
+    .. math::
+        r_i(g) = \log \textstyle\sum_j b_j T_{ij} + m_i, \qquad
+        s_j(f) = \log \textstyle\sum_i e^{h_i} T_{ij} - g_j/\varepsilon,
+
+    with :math:`h_i = \log a_i + f_i/\varepsilon + m_i`: both sums are
+    matrix–vector products with the same block (the column sums carry one running scale,
+    :class:`_ScaledColumnSums`), so an alternating step is one pass over the cost
+    (:meth:`fused_rows_cols`). A sum too small to be trusted against the floored entries
+    is recomputed exactly in the log domain, as in :class:`~.geometry.KernelGeometry`.
     """
 
     def __init__(self, cost: SqEuclideanCost, a, b, vx, block_size: Optional[int] = None):
         super().__init__(cost, a, b, vx)
         n, m = cost.shape
-        self.block_size = int(block_size) if block_size else max(1, min(n, (1 << 24) // max(m, 1)))
+        entries = _block_entries(cost.like)
+        self.block_size = int(block_size) if block_size else max(1, min(n, entries // max(m, 1)))
+        self._ya_eps = None  # (ε, Y'/ε)
+        self._buffer = None
+        self._b_k = self._k(b)
+        # a row sum Σ_j b_j T_ij holds the floored entries at a relative level below e^-MARGIN
+        self._row_trust = math.exp(_FLOOR + _MARGIN) * A.to_float(b.sum())
 
     def _blocks(self):
         n = self.cost.shape[0]
@@ -121,79 +138,145 @@ class BlockedGeometry(_Base):
     def _k(self, v):
         return A.to_kernel(v, self.cost.like)
 
-    def _neg_block(self, blk):
-        """-C[blk] / ε as a fresh block (matrix product, then in-place scaling)."""
-        return self.cost.neg_block(blk, 1.0 / self.eps)
+    def _normalised(self, g):
+        """``(blk, T, m)`` for each block of rows (see the class docstring): ``T`` a kernel
+        array, ``m`` the row maxima as a vector.
+
+        ``-C/ε`` comes from one matrix product with the augmented clouds (a fixed function of
+        ``(i, j)``, rounding included); ``g/ε`` is added apart, so that the large terms
+        :math:`\|y_j\|^2/\varepsilon` never round the potential."""
+        Xa, Ya = self.cost.augmented()
+        if self._ya_eps is None or self._ya_eps[0] != self.eps:
+            self._ya_eps = (self.eps, Ya * (1.0 / self.eps))
+        Yt = self._ya_eps[1].T
+        G = self._k(g * (1.0 / self.eps))
+        n, m = self.cost.shape
+        if self._buffer is None:  # one block, reused: no allocation per block
+            self._buffer = A.empty_matrix((min(self.block_size, n), m), self.cost.like)
+        for blk in self._blocks():
+            E = _mm_plus(Xa[blk], Yt, G, out=self._buffer[: blk.stop - blk.start])  # (g_j - C_ij)/ε
+            m = A.amax(E, 1)
+            yield blk, _exp_below_max_(E, m), A.to_vec(m)
+
+    def _rows(self, blk, T, m):
+        """``(r, log S, trusted)`` of a block: :math:`S_i = \\sum_j b_j T_{ij}`."""
+        with A.flush_denormal(T):
+            S = A.to_vec(T @ self._b_k)
+        with np.errstate(divide="ignore"):
+            log_s = self.vx.log(S)
+        return log_s + m, log_s, S > self._row_trust
+
+    def _rows_repaired(self, g, rows, trusted):
+        r, ok = self.vx.concatenate(rows), self.vx.concatenate(trusted)
+        if not bool(ok.all()):
+            r[~ok] = self._exact_rows(g, ~ok)
+        return r
 
     def lse_rows(self, g, f=None):
-        G = self._k(g / self.eps + self.log_b)
-        out = []
-        for blk in self._blocks():
-            E = self._neg_block(blk)
-            E += G[None, :]
-            out.append(_lse(E, 1))
-        return A.to_vec(_cat(out))
+        rows, trusted = [], []
+        for blk, T, m in self._normalised(g):
+            r, _, ok = self._rows(blk, T, m)
+            rows.append(r)
+            trusted.append(ok)
+        return self._rows_repaired(g, rows, trusted)
 
     def lse_cols(self, f, g=None):
-        F = self._k(f / self.eps + self.log_a)
-        acc = _ColumnLSE()
-        for blk in self._blocks():
-            E = self._neg_block(blk)
-            E += F[blk][:, None]
-            acc.add(E)
-        return A.to_vec(acc.result())
+        g = self.vx.zeros(self.cost.shape[1], type_as=f) if g is None else g
+        inv = 1.0 / self.eps
+        sums = _ScaledColumnSums()
+        for blk, T, m in self._normalised(g):
+            sums.add(T, self.log_a[blk] + f[blk] * inv + m, self.vx)
+        return self._cols(sums, f, g)
+
+    def _cols(self, sums, f, g):
+        log_sums, ok = sums.result(self.vx, self.cost.shape[1], g)
+        s = log_sums - g * (1.0 / self.eps)
+        if not bool(ok.all()):
+            s[~ok] = self._exact_cols(f, ~ok)
+        return s
 
     def fused_rows_cols(self, g, coef: float):
         r"""One pass for an alternating step: :math:`r(g)`, then :math:`s(f)` with
         :math:`f = \mathrm{coef}\cdot r` — row ``i`` of ``f`` only needs row ``i`` of
-        ``r``, so each cost block serves both reductions (one matrix product per
-        iteration instead of two)."""
-        eps = self.eps
-        G = self._k(g / eps + self.log_b)
-        rows, acc = [], _ColumnLSE()
-        for blk in self._blocks():
-            E = self._neg_block(blk)
-            r_blk = A.to_vec(_lse(E + G[None, :], 1))
-            rows.append(r_blk)
-            E += self._k(coef * r_blk / eps + self.log_a[blk])[:, None]
-            acc.add(E)
-        return self.vx.concatenate(rows), A.to_vec(acc.result())
+        ``r``, so each block serves both reductions: :math:`h_i = \log a_i +
+        (1 + \mathrm{coef}/\varepsilon)\, r_i - \log S_i`. If a row sum of a block is not
+        trusted, the column sums are finished by a separate pass instead."""
+        rows, trusted = [], []
+        sums, fused = _ScaledColumnSums(), True
+        for blk, T, m in self._normalised(g):
+            r, log_s, ok = self._rows(blk, T, m)
+            rows.append(r)
+            trusted.append(ok)
+            fused = fused and bool(ok.all())
+            if fused:
+                sums.add(T, self.log_a[blk] + (1.0 + coef / self.eps) * r - log_s, self.vx)
+        r = self._rows_repaired(g, rows, trusted)
+        f = coef * r
+        return r, (self._cols(sums, f, g) if fused else self.lse_cols(f, g))
 
     def products(self, f, g, right, left):
-        """(π @ right, πᵀ @ left) accumulated block by block."""
-        eps = self.eps
-        F = self._k(f / eps + self.log_a)
-        G = self._k(g / eps + self.log_b)
-        PY = []
-        PtX = None
-        for blk in self._blocks():
-            P = self._neg_block(blk)
-            P += F[blk][:, None]
-            P += G[None, :]
-            P = _exp_floor(P)
-            PY.append(P @ right)
-            part = P.T @ left[blk]
+        r"""(π @ right, πᵀ @ left) block by block, from the same normalised blocks as the
+        reductions, :math:`\pi_{ij} = a_i e^{f_i/\varepsilon + m_i}\, T_{ij}\, b_j`, so that
+        the plan agrees with ``r`` and ``s`` to rounding (the envelope gradients take
+        differences of the two)."""
+        vx, like, inv = self.vx, self.cost.like, 1.0 / self.eps
+        b_right = self._b_k[:, None] * right
+        PY, PtX = [], None
+        for blk, T, m in self._normalised(g):
+            x = self.log_a[blk] + f[blk] * inv + m
+            xmax = A.to_float(vx.max(x))
+            u = vx.exp(x - xmax)
+            with A.flush_denormal(T):
+                PY.append(A.to_vec(T @ b_right) * u[:, None])
+                part = A.to_vec(T.T @ (self._k(u)[:, None] * left[blk])) * math.exp(xmax)
+            PY[-1] *= math.exp(xmax)
             PtX = part if PtX is None else PtX + part
-        return _cat(PY), PtX
+        return A.to_kernel(vx.concatenate(PY), like), A.to_kernel(PtX * self.b[:, None], like)
 
 
-class _ColumnLSE:
-    """Streaming column-wise log-sum-exp over blocks of rows."""
+class _ScaledColumnSums:
+    r"""Column sums :math:`\sum_i e^{h_i} T_{ij}` over blocks of rows, kept as
+    :math:`e^{H}\cdot` ``acc`` with one running scale :math:`H` (the largest :math:`h_i`
+    so far), so that the weights :math:`e^{h_i - H}` passed to the product are at most 1.
+
+    ``bound`` is the matching :math:`e^{-H}`-scaled bound on what the floors can add to a
+    column: the floored entries (:math:`e^{-80}` times the weights) and the weights that
+    fall below the kernel's smallest normal number (:math:`e^{-87}` per row in float32).
+    """
 
     def __init__(self):
-        self.m = self.acc = None
+        self.H = -math.inf
+        self.acc = None
+        self.bound = 0.0
 
-    def add(self, E) -> None:
-        bm = _amax0(E)
-        if self.m is None:
-            self.m, self.acc = bm, _sumexp0(E, bm)
+    def add(self, T, h, vx) -> None:
+        hmax = A.to_float(vx.max(h))
+        if hmax == -math.inf:  # no mass in these rows
             return
-        new = _maximum(self.m, bm)
-        self.acc = self.acc * _exp(self.m - new) + _sumexp0(E, new)
-        self.m = new
+        w = vx.exp(h - hmax)
+        wk = A.to_kernel(w, T)
+        with A.flush_denormal(wk):
+            part = A.to_vec(T.T @ wk)
+        bound = A.to_float(w.sum()) + math.exp(-7.0) * h.shape[0]
+        if self.acc is None:
+            self.acc, self.H, self.bound = part, hmax, bound
+        elif hmax <= self.H:
+            c = math.exp(hmax - self.H)
+            self.acc += c * part
+            self.bound += c * bound
+        else:
+            c = math.exp(self.H - hmax)
+            self.acc = self.acc * c + part
+            self.bound = self.bound * c + bound
+            self.H = hmax
 
-    def result(self):
-        return _log(self.acc) + self.m
+    def result(self, vx, m: int, like):
+        """``(log sums, trusted)``; with no mass at all every column is untrusted (exact)."""
+        if self.acc is None:
+            return vx.zeros(m, type_as=like) - math.inf, vx.zeros(m, type_as=like) > 0
+        with np.errstate(divide="ignore"):
+            log_acc = vx.log(self.acc)
+        return log_acc + self.H, self.acc > math.exp(_FLOOR + _MARGIN) * self.bound
 
 
 class KeOpsGeometry(_Base):
@@ -246,46 +329,39 @@ class KeOpsGeometry(_Base):
 
 
 # -- small array helpers for the blocked geometry (numpy or torch) -----------------
-def _lse(E, axis):
+_FLOOR = -80.0  # exponents are floored this far below their row maximum
+_MARGIN = 20.0  # a sum above e^(FLOOR + MARGIN) × its bound on floored mass is trusted
+
+
+def _block_entries(like) -> int:
+    """Entries per block: 2^20 on a CPU, where a 4 MiB float32 block stays in the cache
+    between the passes made over it (3.3× faster than 2^24-entry blocks at N = 16 000,
+    M = 10 000 on the project's 2-core machine), 2^24 on an accelerator (fewer launches)."""
+    if A.is_torch(like) and like.device.type != "cpu":
+        return 1 << 24
+    return 1 << 20
+
+
+def _hstack(cols):
+    return torch.cat(cols, 1) if A.is_torch(cols[0]) else np.concatenate(cols, 1)
+
+
+def _mm_plus(X, Yt, v, out):
+    """``out = X @ Yt + v[None, :]`` (one fused product in torch)."""
+    if A.is_torch(X):
+        return torch.addmm(v[None, :], X, Yt, out=out)
+    np.matmul(X, Yt, out=out)
+    out += v[None, :]
+    return out
+
+
+def _exp_below_max_(E, m):
+    """``E = exp(max(E - m[:, None], FLOOR))`` in place."""
     if A.is_torch(E):
-        m = E.amax(axis, keepdim=True)
-        E = (E - m).clamp_(min=-80.0).exp_()
-        return E.sum(axis).log_() + m.squeeze(axis)
-    m = E.max(axis, keepdims=True)
-    E = np.exp(np.maximum(E - m, -80.0))
-    return np.log(E.sum(axis)) + m.squeeze(axis)
-
-
-def _amax0(E):
-    return E.amax(0) if A.is_torch(E) else E.max(0)
-
-
-def _sumexp0(E, m):
-    if A.is_torch(E):
-        return (E - m[None, :]).clamp_(min=-80.0).exp_().sum(0)
-    return np.exp(np.maximum(E - m[None, :], -80.0)).sum(0)
-
-
-def _maximum(x, y):
-    return torch.maximum(x, y) if A.is_torch(x) else np.maximum(x, y)
-
-
-def _exp(x):
-    return torch.exp(x) if A.is_torch(x) else np.exp(x)
-
-
-def _log(x):
-    return torch.log(x) if A.is_torch(x) else np.log(x)
-
-
-def _exp_floor(E):
-    if A.is_torch(E):
-        return E.clamp_(min=-100.0).exp_()
-    return np.exp(np.maximum(E, -100.0, out=E), out=E)
-
-
-def _cat(xs):
-    return torch.cat(xs) if A.is_torch(xs[0]) else np.concatenate(xs)
+        return E.sub_(m[:, None]).clamp_(min=_FLOOR).exp_()
+    np.subtract(E, m[:, None], out=E)
+    np.maximum(E, _FLOOR, out=E)
+    return np.exp(E, out=E)
 
 
 # ======================================================================== backend choice
