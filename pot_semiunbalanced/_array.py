@@ -176,6 +176,17 @@ def amax(E, axis: int):
     return ot.backend.get_backend(E).max(E, axis=axis)
 
 
+def block_entries(like) -> int:
+    """Entries of one row block for block-by-block N×M passes (blocked geometry, WPP
+    assignment): 2^20 on a CPU, where a 4 MiB float32 block stays in the cache between
+    the passes made over it (2.2-5.6x faster than 2^24-entry blocks at image scale on the
+    project's 2-core machine, ``benchmarks/results/pointcloud_large.md``), 2^24 on an
+    accelerator (fewer, larger kernel launches)."""
+    if is_torch(like) and like.device.type != "cpu":
+        return 1 << 24
+    return 1 << 20
+
+
 @contextmanager
 def torch_threads(n):
     """Run the block with ``n`` torch threads (``None``: leave the count as it is), then

@@ -5,7 +5,8 @@ import pytest
 import torch
 from ot.backend import NumpyBackend
 
-from pot_semiunbalanced.cloud_geometry import BlockedGeometry, SqEuclideanCost, _block_entries
+from pot_semiunbalanced._array import block_entries
+from pot_semiunbalanced.cloud_geometry import BlockedGeometry, SqEuclideanCost
 from pot_semiunbalanced.geometry import DenseCost, LogGeometry
 
 EPS = 1e-2
@@ -83,8 +84,8 @@ def test_products_are_the_plan_times_the_clouds(rng):
 
 
 def test_blocks_fit_a_cpu_cache_and_are_large_on_accelerators():
-    assert _block_entries(torch.zeros(1)) == 2**20
-    assert _block_entries(np.zeros(1)) == 2**20
+    assert block_entries(torch.zeros(1)) == 2**20
+    assert block_entries(np.zeros(1)) == 2**20
     cost = SqEuclideanCost(torch.zeros(5000, 2), torch.zeros(1000, 2))
     geom = BlockedGeometry(cost, np.ones(5000), np.ones(1000), NumpyBackend())
     assert geom.block_size == 2**20 // 1000

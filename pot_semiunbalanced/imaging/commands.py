@@ -22,8 +22,8 @@ __all__ = ["register", "run_sr", "run_demo_command", "DEMO_MEASURED"]
 #: ``/usr/bin/time -v`` on this project's 2-core CPU (start-up, three restorations,
 #: metrics and figure included).
 DEMO_MEASURED = (
-    "about 3 min on a 2-core CPU (2:40 measured with /usr/bin/time on idle cores, start-up "
-    "included; 3:14 and 3:52 while other jobs shared the CPU)"
+    "about 2 min on a 2-core CPU (2:02 measured with /usr/bin/time on idle cores, start-up "
+    "included)"
 )
 
 
