@@ -39,29 +39,35 @@ class SqEuclideanCost:
         self.xx = (self.X * self.X).sum(1)
         self.yy = (self.Y * self.Y).sum(1)
         self.shape = (X.shape[0], Y.shape[0])
+        self._aug = self._ys = None  # augmented clouds; (scale, scale * Y')
 
     @property
     def like(self):
         return self.X
 
-    def neg_into(self, out, scale: float = 1.0):
-        r"""Write :math:`-C\cdot s = s(2XY^T - \|x\|^2 - \|y\|^2)` into ``out`` (allocated when None)."""
+    def neg_into(self, out, scale: float = 1.0, rows=slice(None), plus=None):
+        """Write ``-scale * C[rows] + plus[None, :]`` into ``out`` (allocated when None;
+        ``plus`` may be None): one matrix product of the augmented clouds, no further pass
+        (torch fuses ``plus`` into it)."""
+        Xa = self.augmented()[0][rows]
+        if self._ys is None or self._ys[0] != scale:
+            self._ys = (scale, self.augmented()[1] * scale)
+        Yt = self._ys[1].T
         if out is None:
-            out = A.empty_matrix(self.shape, self.X)
+            out = A.empty_matrix((Xa.shape[0], self.shape[1]), self.X)
         if A.is_torch(out):
-            torch.matmul(self.X, self.Y.T, out=out)
-            out.mul_(2.0 * scale).sub_(self.xx[:, None] * scale).sub_(self.yy[None, :] * scale)
-        else:
-            np.matmul(self.X, self.Y.T, out=out)
-            out *= 2.0 * scale
-            out -= self.xx[:, None] * scale
-            out -= self.yy[None, :] * scale
+            if plus is None:
+                return torch.matmul(Xa, Yt, out=out)
+            return torch.addmm(plus[None, :], Xa, Yt, out=out)
+        np.matmul(Xa, Yt, out=out)
+        if plus is not None:
+            out += plus[None, :]
         return out
 
     def augmented(self):
         r"""``(X', Y')`` with :math:`X' = [X, 1, -\|x\|^2]` and :math:`Y' = [2Y, -\|y\|^2, 1]`, so
         that :math:`X' Y'^T = -C` in one matrix product (built once, then cached)."""
-        if getattr(self, "_aug", None) is None:
+        if self._aug is None:
             self._aug = (_hstack([self.X, self.X[:, :1] * 0 + 1, -self.xx[:, None]]),
                          _hstack([2.0 * self.Y, -self.yy[:, None], self.Y[:, :1] * 0 + 1]))
         return self._aug
@@ -124,7 +130,6 @@ class BlockedGeometry(_Base):
         n, m = cost.shape
         entries = A.block_entries(cost.like)
         self.block_size = int(block_size) if block_size else max(1, min(n, entries // max(m, 1)))
-        self._ya_eps = None  # (ε, Y'/ε)
         self._buffer = None
         self._b_k = self._k(b)
         # a row sum Σ_j b_j T_ij holds the floored entries at a relative level below e^-MARGIN
@@ -145,16 +150,13 @@ class BlockedGeometry(_Base):
         ``-C/ε`` comes from one matrix product with the augmented clouds (a fixed function of
         ``(i, j)``, rounding included); ``g/ε`` is added apart, so that the large terms
         :math:`\|y_j\|^2/\varepsilon` never round the potential."""
-        Xa, Ya = self.cost.augmented()
-        if self._ya_eps is None or self._ya_eps[0] != self.eps:
-            self._ya_eps = (self.eps, Ya * (1.0 / self.eps))
-        Yt = self._ya_eps[1].T
         G = self._k(g * (1.0 / self.eps))
         n, m = self.cost.shape
         if self._buffer is None:  # one block, reused: no allocation per block
             self._buffer = A.empty_matrix((min(self.block_size, n), m), self.cost.like)
         for blk in self._blocks():
-            E = _mm_plus(Xa[blk], Yt, G, out=self._buffer[: blk.stop - blk.start])  # (g_j - C_ij)/ε
+            out = self._buffer[: blk.stop - blk.start]
+            E = self.cost.neg_into(out, 1.0 / self.eps, rows=blk, plus=G)  # (g_j - C_ij)/ε
             m = A.amax(E, 1)
             yield blk, _exp_below_max_(E, m), A.to_vec(m)
 
@@ -335,15 +337,6 @@ _MARGIN = 20.0  # a sum above e^(FLOOR + MARGIN) × its bound on floored mass is
 
 def _hstack(cols):
     return torch.cat(cols, 1) if A.is_torch(cols[0]) else np.concatenate(cols, 1)
-
-
-def _mm_plus(X, Yt, v, out):
-    """``out = X @ Yt + v[None, :]`` (one fused product in torch)."""
-    if A.is_torch(X):
-        return torch.addmm(v[None, :], X, Yt, out=out)
-    np.matmul(X, Yt, out=out)
-    out += v[None, :]
-    return out
 
 
 def _exp_below_max_(E, m):

@@ -27,7 +27,7 @@ and dtype.
   reference.
 
 Costs are small objects (:class:`DenseCost` here; point clouds provide their own) with
-``like``, ``neg_into(out, scale)`` and ``block(rows, cols)``, so the same geometries serve
+``like``, ``neg_into(out, scale, rows, plus)`` and ``block(rows, cols)``, so the same geometries serve
 the matrix API and the large-scale losses.
 """
 from __future__ import annotations
@@ -60,9 +60,11 @@ class DenseCost:
         """An array with the cost's type, dtype and device."""
         return self.C
 
-    def neg_into(self, out, scale: float = 1.0):
-        """Write ``-scale * C`` into ``out`` (a new array when None) and return it."""
-        return A.scaled_neg_into(out, self.C, scale)
+    def neg_into(self, out, scale: float = 1.0, rows=slice(None), plus=None):
+        """Write ``-scale * C[rows] + plus[None, :]`` into ``out`` (a new array when None;
+        ``plus`` may be None) and return it."""
+        out = A.scaled_neg_into(out, self.C[rows], scale)
+        return out if plus is None else A.add_outer_(out, None, plus)
 
     def block(self, rows=slice(None), cols=slice(None)):
         """The sub-matrix ``C[rows][:, cols]`` (slices or integer index arrays)."""
@@ -238,31 +240,57 @@ class KernelGeometry(_Base):
         """
         vx, eps, like = self.vx, self.eps, self.cost.like
         inv, L = 1.0 / eps, self.range
-        E = self.cost.neg_into(self._buffer, scale=inv)  # -C/ε
+        gk = A.to_kernel(g * inv, like) if A.to_float(vx.max(vx.abs(g))) > 0 else None
+        fk = None if f is None else A.to_kernel(f * inv, like)
+        blocks, K = self._row_blocks()
+        # pass 1, a row block at a time while it is in cache: (f_i + g_j - C_ij)/ε, then either
+        # the row normalisation and exp (cold start) or the running column maxima
+        rowmax, colmax = [], None
+        for blk in blocks:
+            E = self.cost.neg_into(None if K is None else K[blk], scale=inv, rows=blk, plus=gk)
+            if f is None:
+                rowmax.append(A.to_vec(A.amax(E, 1)))
+                E = A.floored_exp_(A.add_outer_(E, A.to_kernel(-rowmax[-1], like)), self.floor)
+            else:
+                E = A.add_outer_(E, fk[blk])
+                cm = A.to_vec(A.amax(E, 0))
+                colmax = cm if colmax is None else vx.maximum(colmax, cm)
+            K = E if len(blocks) == 1 else K
         if f is None:
-            if A.to_float(vx.max(vx.abs(g))) > 0:
-                E = A.add_outer_(E, None, A.to_kernel(g * inv, like))
-            rowmax = A.to_vec(A.amax(E, 1))
-            E = A.add_outer_(E, A.to_kernel(-rowmax, like), None)
-            fhat, ghat = -eps * rowmax, g
+            fhat, ghat = -eps * vx.concatenate(rowmax), g
         else:
-            E = A.add_outer_(E, A.to_kernel(f * inv, like), A.to_kernel(g * inv, like))
-            colmax = A.to_vec(A.amax(E, 0))
+            # pass 2: columns, then rows, shifted into [-L, L]; exp
             shift_c = vx.clip(colmax, -L, L) - colmax
-            if A.to_float(vx.max(vx.abs(shift_c))) > 0:
-                E = A.add_outer_(E, None, A.to_kernel(shift_c, like))
-            rowmax = A.to_vec(A.amax(E, 1))
-            shift_r = vx.clip(rowmax, -L, L) - rowmax
-            if A.to_float(vx.max(vx.abs(shift_r))) > 0:
-                E = A.add_outer_(E, A.to_kernel(shift_r, like), None)
-            fhat, ghat = f + eps * shift_r, g + eps * shift_c
-        self.K = A.floored_exp_(E, self.floor)
+            sck = A.to_kernel(shift_c, like) if A.to_float(vx.max(vx.abs(shift_c))) > 0 else None
+            shift_r = []
+            for blk in blocks:
+                E = A.add_outer_(K[blk], None, sck)
+                rm = A.to_vec(A.amax(E, 1))
+                shift_r.append(vx.clip(rm, -L, L) - rm)
+                if A.to_float(vx.max(vx.abs(shift_r[-1]))) > 0:
+                    E = A.add_outer_(E, A.to_kernel(shift_r[-1], like))
+                E = A.floored_exp_(E, self.floor)
+                K = E if len(blocks) == 1 else K
+            fhat, ghat = f + eps * vx.concatenate(shift_r), g + eps * shift_c
+        self.K = K
         self._buffer = self.K
         self._flush = A.is_torch(self.K) and self.K.device.type == "cpu"  # see A.flush_denormal
         self.fhat, self.ghat = fhat, ghat
         self._fhat_eps, self._ghat_eps = fhat * inv, ghat * inv
         self._stale = False
         self.n_builds += 1
+
+    def _row_blocks(self):
+        """``(row slices, K)``: cache-sized blocks of rows (:func:`~._array.block_entries`) of the
+        kernel buffer ``K`` (allocated here); one block and ``K = None`` for a POT backend
+        other than numpy / torch (no in-place writes there)."""
+        n, m = self.cost.shape
+        like = self.cost.like
+        if not (A.is_numpy(like) or A.is_torch(like)):
+            return [slice(None)], None
+        K = self._buffer if self._buffer is not None else A.empty_matrix((n, m), like)
+        step = max(1, A.block_entries(like) // max(m, 1))
+        return [slice(i, min(n, i + step)) for i in range(0, n, step)], K
 
     def lse_rows(self, g, f=None):
         return self._reduce(g, f, g, rows=True)

@@ -6,6 +6,7 @@ import torch
 from ot.backend import NumpyBackend, TorchBackend
 
 from pot_semiunbalanced.geometry import DenseCost, KernelGeometry, LogGeometry
+from .conftest import to_numpy
 
 
 def geometries(C, a, b, eps):
@@ -95,3 +96,32 @@ def test_exact_reductions_in_blocks_match_dense(rng, monkeypatch):
     np.testing.assert_allclose(lg._exact_cols(f, mask), s_full[mask], rtol=1e-13)
 
 
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+@pytest.mark.parametrize("cold", [True, False])
+def test_kernel_built_by_row_blocks_equals_one_pass(rng, monkeypatch, as_torch, cold):
+    import pot_semiunbalanced._array as A
+
+    n, m, eps = 37, 23, 1e-2
+    C = rng.random((n, m))
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    # potentials that push some columns and rows outside [-L, L] (both shifts are used)
+    f = None if cold else rng.normal(size=n) * 0.5
+    g = rng.normal(size=m) * 0.5
+    built = []
+    for entries in (10**9, 3 * m + 1):  # one block; blocks of 3 rows and a remainder of 1
+        monkeypatch.setattr(A, "block_entries", lambda like, e=entries: e)
+        kg, _ = geometries(torch.tensor(C) if as_torch else C, a, b, eps)
+        kg.build(f, g)
+        built.append((to_numpy(kg.K), kg.fhat, kg.ghat))
+    (K1, f1, g1), (K2, f2, g2) = built
+    np.testing.assert_array_equal(K1, K2)
+    np.testing.assert_array_equal(f1, f2)
+    np.testing.assert_array_equal(g1, g2)
+    # and the kernel is what it claims to be: exp((f̂ + ĝ - C)/ε), floored
+    expected = np.exp(np.maximum((f1[:, None] + g1[None, :] - C) / eps, kg.floor))
+    np.testing.assert_allclose(K2, expected, rtol=1e-12)
+    assert not cold or np.allclose(np.max(np.log(K2), 1), 0.0)
+    if not cold:
+        assert np.ptp(g1 - g) > 0 and np.ptp(f1 - f) > 0  # both shifts were applied
