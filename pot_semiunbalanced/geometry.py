@@ -27,8 +27,9 @@ and dtype.
   reference.
 
 Costs are small objects (:class:`DenseCost` here; point clouds provide their own) with
-``like``, ``neg_into(out, scale, rows, plus)`` and ``block(rows, cols)``, so the same geometries serve
-the matrix API and the large-scale losses.
+``like``, ``neg_into(out, scale, rows, plus)`` and ``block(rows, cols)``, so the same
+geometries serve the matrix API and the large-scale losses. The kernel is built a block of
+rows at a time (:func:`~._array.block_entries`), each block finished while it is in cache.
 """
 from __future__ import annotations
 
