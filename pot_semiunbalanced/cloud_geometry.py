@@ -7,7 +7,8 @@ r"""Costs and geometries for point clouds: the N×M interactions of :mod:`.point
 * :class:`BlockedGeometry` — exact reductions over blocks of rows, one pass over the
   cost per alternating step;
 * :class:`KeOpsGeometry` — pykeops LazyTensor reductions (optional dependency);
-* :func:`choose_backend` — ``"auto"``: dense when one N×M buffer fits in free memory.
+* :func:`choose_backend` — ``"auto"``: dense when one N×M buffer fits in free memory,
+  else KeOps on a GPU (when installed) and blocked otherwise.
 """
 from __future__ import annotations
 
@@ -372,12 +373,16 @@ def _keops_available() -> bool:
 
 
 def choose_backend(n: int, m: int, like, *, fraction: float = 0.5) -> str:
-    """``"dense"`` if one N×M buffer takes less than ``fraction`` of the free memory,
-    else ``"keops"`` when pykeops is installed, else ``"blocked"``."""
+    """``"dense"`` if one N×M buffer takes less than ``fraction`` of the free memory; else
+    ``"keops"`` for CUDA tensors when pykeops is installed, else ``"blocked"``.
+
+    On a CPU the blocked back end is the faster of the two by far (N = M = 4000, d = 36,
+    float32, OT_{ε,ρ,ρ}, forward + backward on the project's 2-core machine: blocked 1.20 s,
+    KeOps 32.8 s, dense 0.49 s)."""
     itemsize = 8 if "64" in str(like.dtype) else 4
     if n * m * itemsize <= fraction * free_memory_bytes(like):
         return "dense"
-    if A.is_torch(like) and _keops_available():
+    if A.is_torch(like) and like.device.type == "cuda" and _keops_available():
         return "keops"
     return "blocked"
 

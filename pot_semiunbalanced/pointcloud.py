@@ -18,7 +18,8 @@ keops       O(N + M)                                   pykeops LazyTensor log-su
 ========== ========================================== ===============================
 
 ``"auto"`` picks ``dense`` when one N×M buffer fits comfortably in free memory, else
-``keops`` when pykeops is installed, else ``blocked``.
+``keops`` for CUDA tensors when pykeops is installed, else ``blocked`` (on a CPU, blocked
+is ~27× faster than KeOps here).
 
 Gradients follow the envelope theorem (no back-propagation through the iterations):
 

@@ -2,6 +2,7 @@
 differences and the barycentric formula; warm starts; memory back-end choice; errors."""
 import importlib.util
 import sys
+import types
 
 import numpy as np
 import ot
@@ -167,10 +168,14 @@ def test_choose_backend(monkeypatch):
     like = torch.zeros(1, dtype=torch.float32)
     monkeypatch.setattr(cloud_geometry, "free_memory_bytes", lambda like: 8e9)
     assert pointcloud.choose_backend(1000, 1000, like) == "dense"
-    expected = "keops" if HAS_KEOPS else "blocked"
-    assert pointcloud.choose_backend(63001, 100000, like) == expected
-    monkeypatch.setattr(cloud_geometry, "_keops_available", lambda: False)
+    # on a CPU the blocked back end, even with pykeops installed (KeOps is slower there)
+    monkeypatch.setattr(cloud_geometry, "_keops_available", lambda: True)
     assert pointcloud.choose_backend(63001, 100000, like) == "blocked"
+    cuda_like = types.SimpleNamespace(dtype=torch.float32, device=torch.device("cuda"))
+    monkeypatch.setattr(cloud_geometry.A, "is_torch", lambda x: True)
+    assert pointcloud.choose_backend(63001, 100000, cuda_like) == "keops"
+    monkeypatch.setattr(cloud_geometry, "_keops_available", lambda: False)
+    assert pointcloud.choose_backend(63001, 100000, cuda_like) == "blocked"
 
 
 def test_keops_missing_gives_a_clear_error(monkeypatch):
