@@ -101,7 +101,7 @@ def mode_geomloss():
     v_geom, grad_geom = run_geomloss()
     t_geom = timeit(run_geomloss, repeat=3)
     rows.append(["GeomLoss tensorized (scaling 0.9)", t_geom, "fixed schedule", f"{acc_geom:.1e}", f"{v_geom:.6g}", "—"])
-    for backend in ["dense", "keops"]:
+    for backend in ["dense", "blocked", "keops"]:
         v, grad, log = run_ours(backend)
         t = timeit(lambda: run_ours(backend), repeat=3)
         acc = residual_from_potentials(X0, Y0, log["f"], log["g"], EPS, RHO)

@@ -377,8 +377,8 @@ def choose_backend(n: int, m: int, like, *, fraction: float = 0.5) -> str:
     ``"keops"`` for CUDA tensors when pykeops is installed, else ``"blocked"``.
 
     On a CPU the blocked back end is the faster of the two by far (N = M = 4000, d = 36,
-    float32, OT_{ε,ρ,ρ}, forward + backward on the project's 2-core machine: blocked 1.20 s,
-    KeOps 32.8 s, dense 0.49 s)."""
+    float32, OT_{ε,ρ,ρ}, forward + backward on the project's 2-core machine: blocked
+    0.65 s, KeOps 19.9 s, dense 0.36 s; ``benchmarks/results/pointcloud_geomloss.md``)."""
     itemsize = 8 if "64" in str(like.dtype) else 4
     if n * m * itemsize <= fraction * free_memory_bytes(like):
         return "dense"
