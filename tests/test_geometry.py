@@ -125,3 +125,21 @@ def test_kernel_built_by_row_blocks_equals_one_pass(rng, monkeypatch, as_torch, 
     assert not cold or np.allclose(np.max(np.log(K2), 1), 0.0)
     if not cold:
         assert np.ptp(g1 - g) > 0 and np.ptp(f1 - f) > 0  # both shifts were applied
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_kernel_of_a_transposed_cost(rng, monkeypatch, as_torch):
+    import pot_semiunbalanced._array as A
+
+    monkeypatch.setattr(A, "block_entries", lambda like: 40)  # blocks would be used otherwise
+    n, m, eps = 23, 37, 1e-2
+    C = rng.random((m, n))
+    Cb = torch.tensor(C) if as_torch else C
+    nx = TorchBackend() if as_torch else NumpyBackend()
+    kg = KernelGeometry(DenseCost(Cb, nx).transpose(), np.full(n, 1 / n), np.full(m, 1 / m), NumpyBackend())
+    kg.set_eps(eps)
+    f, g = rng.normal(size=n) * 0.5, rng.normal(size=m) * 0.5
+    for _ in range(2):  # the second build reuses the first one's buffer
+        kg.build(f, g)
+        expected = np.exp(np.maximum((kg.fhat[:, None] + kg.ghat[None, :] - C.T) / eps, kg.floor))
+        np.testing.assert_allclose(to_numpy(kg.K), expected, rtol=1e-12)
