@@ -158,8 +158,8 @@ class BlockedGeometry(_Base):
         for blk in self._blocks():
             out = self._buffer[: blk.stop - blk.start]
             E = self.cost.neg_into(out, 1.0 / self.eps, rows=blk, plus=G)  # (g_j - C_ij)/ε
-            m = A.amax(E, 1)
-            yield blk, _exp_below_max_(E, m), A.to_vec(m)
+            rowmax = A.amax(E, 1)
+            yield blk, _exp_below_max_(E, rowmax), A.to_vec(rowmax)
 
     def _rows(self, blk, T, m):
         """``(r, log S, trusted)`` of a block: :math:`S_i = \\sum_j b_j T_{ij}`."""
@@ -228,6 +228,9 @@ class BlockedGeometry(_Base):
         for blk, T, m in self._normalised(g):
             x = self.log_a[blk] + f[blk] * inv + m
             xmax = A.to_float(vx.max(x))
+            if xmax == -math.inf:  # rows without mass
+                PY.append(vx.zeros((x.shape[0], right.shape[1]), type_as=x))
+                continue
             u = vx.exp(x - xmax)
             with A.flush_denormal(T):
                 PY.append(A.to_vec(T @ b_right) * u[:, None])

@@ -89,3 +89,15 @@ def test_blocks_fit_a_cpu_cache_and_are_large_on_accelerators():
     cost = SqEuclideanCost(torch.zeros(5000, 2), torch.zeros(1000, 2))
     geom = BlockedGeometry(cost, np.ones(5000), np.ones(1000), NumpyBackend())
     assert geom.block_size == 2**20 // 1000
+
+
+def test_products_with_zero_weight_blocks(rng):
+    X, Y = clouds(rng)
+    a, b = np.full(40, 1 / 30), np.full(30, 1 / 30)
+    a[:10] = 0.0  # the first blocks carry no mass
+    _, blocked = geometries(X, Y, a, b, 5)
+    f, g = rng.normal(size=40) * 0.02, rng.normal(size=30) * 0.02
+    P = a[:, None] * b[None, :] * np.exp((f[:, None] + g[None, :] - ot.dist(X, Y)) / EPS)
+    PY, PtX = blocked.products(f, g, torch.tensor(Y), torch.tensor(X))
+    np.testing.assert_allclose(PY.numpy(), P @ Y, rtol=1e-11, atol=1e-300)
+    np.testing.assert_allclose(PtX.numpy(), P.T @ X, rtol=1e-11)
