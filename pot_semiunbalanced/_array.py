@@ -179,10 +179,10 @@ def amax(E, axis: int):
 def block_entries(like) -> int:
     """Entries of one row block for block-by-block N×M passes (blocked geometry, WPP
     assignment, kernel build): 2^20 on a CPU, where a 4 MiB float32 block stays in the
-    cache between the passes made over it (on the project's 2-core machine, against
-    2^24-entry blocks: the blocked geometry's pass 3.3x faster at N = 16 000, M = 10 000,
-    the WPP assignment 2.2x faster at 63 001 x 10 000), 2^24 on an accelerator (fewer,
-    larger kernel launches)."""
+    cache between the passes made over it, 2^24 on an accelerator (fewer, larger kernel
+    launches). On the project's 2-core machine 2^24-entry blocks were 1.1-1.3x slower
+    with one reused buffer, and 2.2x slower when each block was a new 64 MiB array
+    (``benchmarks/results/blocks.md``): callers write every block into one buffer."""
     if is_torch(like) and like.device.type != "cpu":
         return 1 << 24
     return 1 << 20

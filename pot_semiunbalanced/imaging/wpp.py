@@ -533,7 +533,8 @@ def semidual_assignment(
         Potential on the candidates.
     block_size : int, optional
         Rows per block. Default: ``max(1, 2**20 // M)`` on a CPU (a 4 MB
-        float32 block, which stays in cache), ``max(1, 2**24 // M)`` on a GPU.
+        float32 block, which stays in cache), ``max(1, 2**24 // M)`` on a GPU;
+        every block is written into one reused buffer.
 
     Returns
     -------
