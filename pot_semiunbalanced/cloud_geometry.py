@@ -390,9 +390,9 @@ def choose_backend(n: int, m: int, like, *, fraction: float = 0.5) -> str:
     return "blocked"
 
 
-def make_geometry(backend, cost, aw, bw, vx, block_size):
+def make_geometry(backend, cost, aw, bw, vx, block_size, buffer=None):
     if backend == "dense":
-        return KernelGeometry(cost, aw, bw, vx)
+        return KernelGeometry(cost, aw, bw, vx, buffer=buffer)
     if backend == "blocked":
         return BlockedGeometry(cost, aw, bw, vx, block_size=block_size)
     if backend == "keops":

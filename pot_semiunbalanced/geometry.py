@@ -265,7 +265,7 @@ class KernelGeometry(_Base):
                 E = A.add_outer_(E, fk[blk])
                 cm = A.to_vec(A.amax(E, 0))
                 colmax = cm if colmax is None else vx.maximum(colmax, cm)
-            K = E if len(blocks) == 1 else K
+            K = E if K is None else K  # one block: E is K itself (or a view of it)
         if f is None:
             fhat, ghat = -eps * vx.concatenate(rowmax), g
         else:
@@ -280,7 +280,7 @@ class KernelGeometry(_Base):
                 if A.to_float(vx.max(vx.abs(shift_r[-1]))) > 0:
                     E = A.add_outer_(E, A.to_kernel(shift_r[-1], like))
                 E = A.floored_exp_(E, self.floor)
-                K = E if len(blocks) == 1 else K
+                K = E if K is None else K  # one block: E is K itself (or a view of it)
             fhat, ghat = f + eps * vx.concatenate(shift_r), g + eps * shift_c
         self.K = K
         self._buffer = self.K

@@ -258,3 +258,40 @@ def test_module_warns_once_and_counts_non_converged_calls():
             loss_fn(X, X + 0.1)
     assert len(record) == 1 and record[0].filename == __file__
     assert loss_fn.n_not_converged == 3
+
+
+@pytest.mark.parametrize("reg_m", [0.05, (0.05, INF)])  # the second one solves the transposed problem
+def test_kernel_buffer_round_trip(rng, reg_m):
+    X, Y = map(torch.tensor, clouds(rng, n=30, m=40))
+    ref = float(samples_loss(X, Y, 1e-2, reg_m))
+    _, log = samples_loss(X, Y, 1e-2, reg_m, log=True)
+    buf = log["kernel_buffer"]
+    assert isinstance(buf, torch.Tensor) and buf.shape in ((30, 40), (40, 30))
+    buf.fill_(float("nan"))  # its contents must not matter
+    val, log2 = samples_loss(X, Y, 1e-2, reg_m, kernel_buffer=buf, log=True)
+    assert log2["kernel_buffer"] is buf
+    assert abs(float(val) - ref) <= 1e-12 * abs(ref)
+    assert samples_loss(X, Y, 1e-2, reg_m, backend="blocked", log=True)[1]["kernel_buffer"] is None
+
+
+def test_kernel_buffer_of_the_wrong_shape_is_refused(rng):
+    X, Y = map(torch.tensor, clouds(rng, n=30, m=40))
+    with pytest.raises(ValueError, match="kernel_buffer must be a Tensor of shape \\(30, 40\\)"):
+        samples_loss(X, Y, 1e-2, 0.05, kernel_buffer=torch.empty(40, 30, dtype=torch.float64))
+    with pytest.raises(ValueError, match="kernel_buffer"):
+        samples_loss(X, Y, 1e-2, 0.05, kernel_buffer=torch.empty(30, 40, dtype=torch.float32))
+
+
+def test_module_keeps_its_kernel_between_calls(rng):
+    X, Y = map(torch.tensor, clouds(rng, n=30, m=40))
+    kept, fresh = SamplesLoss(1e-2, 0.05), SamplesLoss(1e-2, 0.05, keep_kernel=False)
+    values = [(float(kept(X + 0.01 * k, Y)), float(fresh(X + 0.01 * k, Y))) for k in range(3)]
+    for v_kept, v_fresh in values:
+        assert v_kept == v_fresh
+    k1 = kept._kernel
+    kept(X, Y)
+    assert kept._kernel is k1 and fresh._kernel is None and "kernel_buffer" not in kept.last_log
+    kept(X[:20], Y)  # new sizes: a new kernel
+    assert kept._kernel is not k1 and kept._kernel.shape == (20, 40)
+    kept.release()
+    assert kept._kernel is None

@@ -452,6 +452,9 @@ class PatchPrior(nn.Module, abc.ABC):
     def reset(self) -> None:
         """Forget the state kept between calls (warm-start potentials)."""
 
+    def release(self) -> None:
+        """Free the work memory kept between calls (kernel storage); state is kept."""
+
     def forward(self, x: Tensor) -> Tensor:
         """Prior value at ``x`` (the padded variable for priors with ``pad > 0``).
 
@@ -558,6 +561,10 @@ class EntropicPatchPrior(PatchPrior):
     def reset(self) -> None:
         for loss in self.losses:
             loss.reset()
+
+    def release(self) -> None:
+        for loss in self.losses:
+            loss.release()
 
     def transport(self, level: int, X: Tensor, Y: Tensor) -> Tuple[Tensor, Optional[int], bool]:
         loss_fn = self.losses[level]

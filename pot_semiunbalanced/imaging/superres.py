@@ -550,6 +550,7 @@ def super_resolve(
                 break
     finally:
         bar.close()
+        prior_mod.release()  # the kernels kept between steps (potentials stay for warm starts)
     history.seconds = time.perf_counter() - t_start
 
     history.variable = z.detach().clone()

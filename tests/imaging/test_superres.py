@@ -241,3 +241,17 @@ def test_cuda_matches_cpu(brick48):
     assert x_gpu.device.type == "cuda"
     assert torch.allclose(x_gpu.cpu(), x_cpu, atol=1e-3)
     assert h_gpu.psnr_final == pytest.approx(h_cpu.psnr_final, abs=0.05)
+
+
+def test_kernels_are_kept_between_steps_and_freed_at_the_end(brick48):
+    prior = make_prior("semi", brick48["reference"], n_ref_patches=100, rng=0)
+    kept = []
+
+    def record(step, x, hist):
+        kept.append([loss._kernel for loss in prior.losses])
+
+    super_resolve(brick48["lr"], None, prior=prior, steps=3, progress=False, callback=record)
+    assert all(k is not None for k in kept[0])
+    assert all(a is b for a, b in zip(kept[0], kept[-1]))  # the same storage at every step
+    assert all(loss._kernel is None for loss in prior.losses)  # released when the run ends
+    assert prior.losses[0].potentials is not None  # the potentials stay (warm starts)
