@@ -181,7 +181,10 @@ def sinkhorn_semi_unbalanced2_samples(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     Xd = X.detach() if A.is_torch(X) else X
     Yd = Y.detach() if A.is_torch(Y) else Y
-    chosen = choose_backend(n, m, Xd) if backend == "auto" else backend
+    if backend != "auto":
+        chosen = backend
+    else:  # storage handed back for the kernel: dense (free memory no longer counts it)
+        chosen = "dense" if kernel_buffer is not None else choose_backend(n, m, Xd)
     cost = SqEuclideanCost(Xd, Yd)
     vx = A.vector_backend(Xd)
     aw = A.to_vec(a.detach() if A.is_torch(a) else a)

@@ -295,3 +295,12 @@ def test_module_keeps_its_kernel_between_calls(rng):
     assert kept._kernel is not k1 and kept._kernel.shape == (20, 40)
     kept.release()
     assert kept._kernel is None
+
+
+def test_auto_stays_dense_when_given_the_kernel_storage(rng, monkeypatch):
+    X, Y = map(torch.tensor, clouds(rng, n=30, m=40))
+    _, log = samples_loss(X, Y, 1e-2, 0.05, log=True)
+    monkeypatch.setattr(cloud_geometry, "free_memory_bytes", lambda like: 0.0)  # nothing fits now
+    assert samples_loss(X, Y, 1e-2, 0.05, log=True)[1]["backend"] == "blocked"
+    _, log2 = samples_loss(X, Y, 1e-2, 0.05, kernel_buffer=log["kernel_buffer"], log=True)
+    assert log2["backend"] == "dense" and log2["kernel_buffer"] is log["kernel_buffer"]
