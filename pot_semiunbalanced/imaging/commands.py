@@ -22,7 +22,7 @@ __all__ = ["register", "run_sr", "run_demo_command", "DEMO_MEASURED"]
 #: ``/usr/bin/time -v`` on this project's 2-core CPU (start-up, three restorations,
 #: metrics and figure included).
 DEMO_MEASURED = (
-    "about 2 min on a 2-core CPU (2:02 measured with /usr/bin/time on idle cores, start-up "
+    "about 2 min on a 2-core CPU (1:50 measured with /usr/bin/time on idle cores, start-up "
     "included)"
 )
 
