@@ -19,10 +19,12 @@ between the passes made over it (2^20 vs 2^24 entries, one reused buffer), and, 
 cost of allocating a fresh 64 MiB array for every block (the memory is mapped anew and
 faulted in page by page each time).
 
-Run: ``python benchmarks/bench_blocks.py`` (writes ``results/blocks.md``; ~3 min here).
+Run: ``python benchmarks/bench_blocks.py`` (writes ``results/blocks.md``; ~3 min here);
+``--device cuda`` on a GPU (``results/blocks_cuda.md``; the GPU default is 2^24 entries).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -43,49 +45,68 @@ from pot_semiunbalanced.imaging.wpp import semidual_assignment  # noqa: E402
 EPS = 4e-4
 EXPONENTS = (18, 20, 22, 24)
 M = 10_000
+DEVICE = "cpu"  # set by --device (in the children through the command line)
+
+
+def timed(fn) -> float:
+    """Median of 3 after one warm-up, waiting for queued GPU work."""
+    def run():
+        fn()
+        if DEVICE != "cpu":
+            torch.cuda.synchronize()
+    return timeit(run, repeat=3, warmup=1)
 
 
 def clouds(n: int):
-    X = torch.tensor(brick_patches(n, seed=0, half="top"), dtype=torch.float32)
-    Y = torch.tensor(brick_patches(M, seed=1, half="bottom"), dtype=torch.float32)
+    X = torch.tensor(brick_patches(n, seed=0, half="top"), dtype=torch.float32, device=DEVICE)
+    Y = torch.tensor(brick_patches(M, seed=1, half="bottom"), dtype=torch.float32, device=DEVICE)
     return X, Y
+
+
+def vec(x):
+    """A solver vector where the solver keeps it: numpy on a CPU, a float64 tensor on a GPU."""
+    return x if DEVICE == "cpu" else torch.tensor(x, dtype=torch.float64, device=DEVICE)
+
+
+def host(x) -> np.ndarray:
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def bench_blocked(n: int = 16_000):
     X, Y = clouds(n)
-    a, b = np.full(n, 1.0 / n), np.full(M, 1.0 / M)
-    g = np.random.default_rng(0).normal(size=M) * EPS
+    a, b = vec(np.full(n, 1.0 / n)), vec(np.full(M, 1.0 / M))
+    g = vec(np.random.default_rng(0).normal(size=M) * EPS)
     times, outs = [], []
     for k in EXPONENTS:
         geom = BlockedGeometry(SqEuclideanCost(X, Y), a, b, A.vector_backend(X),
                                block_size=max(1, (1 << k) // M))
         geom.set_eps(EPS)
         outs.append(geom.fused_rows_cols(g, -0.96 * EPS))
-        times.append(timeit(lambda: geom.fused_rows_cols(g, -0.96 * EPS), repeat=3, warmup=1))
-    same = max(float(np.max(np.abs(o[1] - outs[0][1]))) for o in outs)
+        times.append(timed(lambda: geom.fused_rows_cols(g, -0.96 * EPS)))
+    same = max(float(np.max(np.abs(host(o[1]) - host(outs[0][1])))) for o in outs)
     return times, f"column reductions equal to {same:.0e}"
 
 
 def bench_wpp(n: int = 63_001):
     X, Y = clouds(n)
-    psi = torch.from_numpy(np.random.default_rng(0).normal(size=M) * 1e-3).float()
+    psi = torch.from_numpy(np.random.default_rng(0).normal(size=M) * 1e-3).float().to(DEVICE)
     times, outs = [], []
     for k in EXPONENTS:
         bs = max(1, (1 << k) // M)
         outs.append(semidual_assignment(X, Y, psi, block_size=bs))
-        times.append(timeit(lambda: semidual_assignment(X, Y, psi, block_size=bs), repeat=3, warmup=1))
+        times.append(timed(lambda: semidual_assignment(X, Y, psi, block_size=bs)))
     return times, "same assignments" if all(bool((o == outs[0]).all()) for o in outs) else "assignments differ"
 
 
 def bench_wpp_fresh(n: int = 63_001):
     """The assignment as written before 2026-11-28: a new score array for every block."""
     X, Y = clouds(n)
-    psi = torch.from_numpy(np.random.default_rng(0).normal(size=M) * 1e-3).float()
+    psi = torch.from_numpy(np.random.default_rng(0).normal(size=M) * 1e-3).float().to(DEVICE)
     shift = ((Y * Y).sum(1) - psi).unsqueeze(0)
     ref = semidual_assignment(X, Y, psi)
 
     def assign(bs):
-        out = torch.empty(n, dtype=torch.long)
+        out = torch.empty(n, dtype=torch.long, device=DEVICE)
         for start in range(0, n, bs):
             stop = min(start + bs, n)
             out[start:stop] = torch.addmm(shift, X[start:stop], Y.t(), beta=1.0, alpha=-2.0).argmin(dim=1)
@@ -95,22 +116,23 @@ def bench_wpp_fresh(n: int = 63_001):
     for k in EXPONENTS:
         bs = max(1, (1 << k) // M)
         same = bool((assign(bs) == ref).all())
-        times.append(timeit(lambda: assign(bs), repeat=3, warmup=1))
+        times.append(timed(lambda: assign(bs)))
     return times, "same assignments" if same else "assignments differ"
 
 
 def bench_build(n: int = 63_001):
     X, Y = clouds(n)
-    geom = KernelGeometry(SqEuclideanCost(X, Y), np.full(n, 1.0 / n), np.full(M, 1.0 / M), A.vector_backend(X))
+    geom = KernelGeometry(SqEuclideanCost(X, Y), vec(np.full(n, 1.0 / n)), vec(np.full(M, 1.0 / M)),
+                          A.vector_backend(X))
     geom.set_eps(EPS)
     rng = np.random.default_rng(0)
-    f, g = rng.normal(size=n) * EPS, rng.normal(size=M) * EPS
+    f, g = vec(rng.normal(size=n) * EPS), vec(rng.normal(size=M) * EPS)
     times = []
     original = A.block_entries
     try:
         for k in EXPONENTS:
             A.block_entries = lambda like, k=k: 1 << k
-            times.append(timeit(lambda: geom.build(f, g), repeat=3, warmup=1))
+            times.append(timed(lambda: geom.build(f, g)))
     finally:
         A.block_entries = original
     return times, "kernel buffer reused"
@@ -124,18 +146,29 @@ PASSES = {
 }
 
 
-def child(key: str) -> None:
+def child(key: str, device: str) -> None:
     """One pass in this (fresh) process: the allocator's state depends on what ran before."""
+    global DEVICE
+    DEVICE = device
     torch.set_num_threads(2)
     times, check = PASSES[key][2]()
     print("RESULT " + json.dumps({"times": times, "check": check}), flush=True)
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--out", default=None, help="file name under benchmarks/results "
+                        "(default blocks.md, blocks_cuda.md on a GPU)")
+    args = parser.parse_args(argv)
+    if args.device != "cpu" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA device")
+    out_name = args.out or ("blocks.md" if args.device == "cpu" else "blocks_cuda.md")
     header = ["pass", "N × M"] + [f"2^{k} entries (s)" for k in EXPONENTS] + ["2^24 / 2^20", "check"]
     rows = []
     for key, (name, n, _) in PASSES.items():
-        out = subprocess.run([sys.executable, __file__, "_child", key], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, "_child", key, args.device],
+                             capture_output=True, text=True)
         found = re.search(r"RESULT (.*)", out.stdout)
         if found is None:
             print(out.stdout[-2000:] + out.stderr[-2000:])
@@ -146,21 +179,24 @@ def main() -> int:
                     + [f"{times[-1] / times[EXPONENTS.index(20)]:.1f}×", res["check"]])
         print(markdown_table(header, rows[-1:]).splitlines()[-1], flush=True)
     torch.set_num_threads(2)  # as in the children, for the environment line
+    where = "CPU" if args.device == "cpu" else "GPU"
     text = (
-        "# Block size of the N×M passes (CPU)\n\n"
+        f"# Block size of the N×M passes ({where})\n\n"
         f"Environment: {environment()}\n\n"
         "Brick patches, d = 36, float32, ε = 4e-4; median of 3 after one warm-up; each pass in a "
         "fresh process. The default on a CPU is 2^20 entries per block (4 MiB in float32), "
         "2^24 on a GPU (`_array.block_entries`).\n\n"
-        + markdown_table(header, rows) + "\n\nRe-run: `python benchmarks/bench_blocks.py`\n"
+        + markdown_table(header, rows) + "\n\nRe-run: `python benchmarks/bench_blocks.py"
+        + ("" if args.device == "cpu" else f" --device {args.device}")
+        + ("" if args.out is None else f" --out {args.out}") + "`\n"
     )
-    path = write_result("blocks.md", text)
+    path = write_result(out_name, text)
     print(f"written to {path}")
     return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "_child":
-        child(sys.argv[2])
+    if len(sys.argv) == 4 and sys.argv[1] == "_child":
+        child(sys.argv[2], sys.argv[3])
     else:
         sys.exit(main())

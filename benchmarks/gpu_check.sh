@@ -45,6 +45,9 @@ timeout 150 python3 benchmarks/bench_superres.py --device cuda --sizes 64 128 25
 stage "one Sinkhorn iteration on the GPU against its primitive"
 timeout 90 python3 benchmarks/bench_iteration.py --backends cuda --out iteration_cuda.md
 
+stage "block size of the N×M passes on the GPU (blocked geometry, WPP assignment, kernel build)"
+timeout 120 python3 benchmarks/bench_blocks.py --device cuda
+
 cp benchmarks/results/*cuda*.md "$OUTDIR"/ 2>/dev/null
 
 stage "rest of the test suite (notebooks excluded: their kernel packages may be missing)"
