@@ -176,6 +176,12 @@ def amax(E, axis: int):
     return ot.backend.get_backend(E).max(E, axis=axis)
 
 
+def row_slices(n: int, step: int):
+    """``[slice(0, step), slice(step, 2 step), ...]`` covering ``range(n)``."""
+    step = max(1, int(step))
+    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+
+
 def block_entries(like) -> int:
     """Entries of one row block for block-by-block N×M passes (blocked geometry, WPP
     assignment, kernel build): 2^20 on a CPU, where a 4 MiB float32 block stays in the

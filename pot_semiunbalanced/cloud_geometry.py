@@ -137,9 +137,7 @@ class BlockedGeometry(_Base):
         self._row_trust = math.exp(_FLOOR + _MARGIN) * A.to_float(b.sum())
 
     def _blocks(self):
-        n = self.cost.shape[0]
-        for i0 in range(0, n, self.block_size):
-            yield slice(i0, min(n, i0 + self.block_size))
+        return A.row_slices(self.cost.shape[0], self.block_size)
 
     def _k(self, v):
         return A.to_kernel(v, self.cost.like)
@@ -159,7 +157,7 @@ class BlockedGeometry(_Base):
             out = self._buffer[: blk.stop - blk.start]
             E = self.cost.neg_into(out, 1.0 / self.eps, rows=blk, plus=G)  # (g_j - C_ij)/ε
             rowmax = A.amax(E, 1)
-            yield blk, _exp_below_max_(E, rowmax), A.to_vec(rowmax)
+            yield blk, A.floored_exp_(A.add_outer_(E, -rowmax), _FLOOR), A.to_vec(rowmax)
 
     def _rows(self, blk, T, m):
         """``(r, log S, trusted)`` of a block: :math:`S_i = \\sum_j b_j T_{ij}`."""
@@ -341,15 +339,6 @@ _MARGIN = 20.0  # a sum above e^(FLOOR + MARGIN) × its bound on floored mass is
 
 def _hstack(cols):
     return torch.cat(cols, 1) if A.is_torch(cols[0]) else np.concatenate(cols, 1)
-
-
-def _exp_below_max_(E, m):
-    """``E = exp(max(E - m[:, None], FLOOR))`` in place."""
-    if A.is_torch(E):
-        return E.sub_(m[:, None]).clamp_(min=_FLOOR).exp_()
-    np.subtract(E, m[:, None], out=E)
-    np.maximum(E, _FLOOR, out=E)
-    return np.exp(E, out=E)
 
 
 # ======================================================================== backend choice

@@ -76,9 +76,7 @@ class DenseCost:
         """Whether a block of rows is one contiguous piece of memory (not for a transposed
         view: the kernel is then built in one block, see ``KernelGeometry._row_blocks``)."""
         C = self.C
-        if A.is_torch(C):
-            return C.is_contiguous()
-        return bool(getattr(getattr(C, "flags", None), "c_contiguous", False))
+        return C.is_contiguous() if A.is_torch(C) else bool(C.flags.c_contiguous)
 
     def transpose(self) -> "DenseCost":
         return DenseCost(self.C.T, self.nx)
@@ -166,8 +164,7 @@ _EXACT_BLOCK = 1 << 22  # entries per block of exact work (32 MiB in double prec
 
 def _chunks(n: int, width: int):
     """Slices of ``range(n)`` with at most _EXACT_BLOCK // width elements each."""
-    step = max(1, _EXACT_BLOCK // max(int(width), 1))
-    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
+    return A.row_slices(n, _EXACT_BLOCK // max(int(width), 1))
 
 
 def _indices(idx, n):
@@ -253,6 +250,7 @@ class KernelGeometry(_Base):
         gk = A.to_kernel(g * inv, like) if A.to_float(vx.max(vx.abs(g))) > 0 else None
         fk = None if f is None else A.to_kernel(f * inv, like)
         blocks, K = self._row_blocks()
+        in_place = A.is_numpy(like) or A.is_torch(like)  # else one block, functional updates
         # pass 1, a row block at a time while it is in cache: (f_i + g_j - C_ij)/ε, then either
         # the row normalisation and exp (cold start) or the running column maxima
         rowmax, colmax = [], None
@@ -265,7 +263,7 @@ class KernelGeometry(_Base):
                 E = A.add_outer_(E, fk[blk])
                 cm = A.to_vec(A.amax(E, 0))
                 colmax = cm if colmax is None else vx.maximum(colmax, cm)
-            K = E if K is None else K  # one block: E is K itself (or a view of it)
+            K = K if in_place and K is not None else E  # in place: E is a view of K
         if f is None:
             fhat, ghat = -eps * vx.concatenate(rowmax), g
         else:
@@ -280,7 +278,7 @@ class KernelGeometry(_Base):
                 if A.to_float(vx.max(vx.abs(shift_r[-1]))) > 0:
                     E = A.add_outer_(E, A.to_kernel(shift_r[-1], like))
                 E = A.floored_exp_(E, self.floor)
-                K = E if K is None else K  # one block: E is K itself (or a view of it)
+                K = K if in_place else E
             fhat, ghat = f + eps * vx.concatenate(shift_r), g + eps * shift_c
         self.K = K
         self._buffer = self.K
@@ -303,8 +301,7 @@ class KernelGeometry(_Base):
         if not getattr(self.cost, "rows_contiguous", True):  # strided rows: one pass, and a
             return [slice(None)], self._buffer  # new kernel takes the cost's memory layout
         K = self._buffer if self._buffer is not None else A.empty_matrix((n, m), like)
-        step = max(1, A.block_entries(like) // max(m, 1))
-        return [slice(i, min(n, i + step)) for i in range(0, n, step)], K
+        return A.row_slices(n, A.block_entries(like) // max(m, 1)), K
 
     def lse_rows(self, g, f=None):
         return self._reduce(g, f, g, rows=True)

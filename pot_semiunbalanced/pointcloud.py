@@ -199,14 +199,14 @@ def sinkhorn_semi_unbalanced2_samples(
     swap = side_b.hard and not side_a.hard
     if swap:  # keep the hard side last-updated (see sinkhorn._solve_dense)
         cost_t = SqEuclideanCost(Yd, Xd)
-        geom = make_geometry(chosen, cost_t, bw, aw, vx, block_size, _buffer(kernel_buffer, (m, n), Xd))
+        geom = make_geometry(chosen, cost_t, bw, aw, vx, block_size, _checked_kernel_buffer(kernel_buffer, (m, n), Xd))
         out = solve(geom, vx, bw, aw, side_b, side_a, eps, method=method, f0=g0,
                     g0=f0 if f0 is not None else vx.zeros(n, type_as=aw), numItermax=numItermax,
                     stopThr=stopThr, acceleration=acceleration, anderson_depth=anderson_depth,
                     eps_scaling=eps_scaling, eps0=cost_t.span() if eps_scaling and eps0 is None else eps0,
                     callback=callback, verbose=verbose)
     else:
-        geom = make_geometry(chosen, cost, aw, bw, vx, block_size, _buffer(kernel_buffer, (n, m), Xd))
+        geom = make_geometry(chosen, cost, aw, bw, vx, block_size, _checked_kernel_buffer(kernel_buffer, (n, m), Xd))
         out = solve(geom, vx, aw, bw, side_a, side_b, eps, method=method, f0=f0, g0=g0,
                     numItermax=numItermax, stopThr=stopThr, acceleration=acceleration,
                     anderson_depth=anderson_depth, eps_scaling=eps_scaling,
@@ -228,7 +228,7 @@ def sinkhorn_semi_unbalanced2_samples(
     return loss, _samples_log(out, vx, aw, bw, side_a, side_b, eps, X, chosen, geom)
 
 
-def _buffer(buf, shape, like):
+def _checked_kernel_buffer(buf, shape, like):
     """``kernel_buffer`` checked against the kernel it is to hold (None passes through)."""
     if buf is None:
         return None

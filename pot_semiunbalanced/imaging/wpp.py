@@ -76,7 +76,7 @@ import torch
 from scipy.spatial.distance import cdist
 from torch import Tensor, nn
 
-from .._array import block_entries
+from .._array import block_entries, row_slices
 
 __all__ = [
     "SparsePlan",
@@ -501,10 +501,9 @@ def _assign(X: Tensor, Yt: Tensor, shift: Tensor, block_size: int) -> Tensor:
     """argmin_j (shift_j - 2 <x_i, y_j>) block by block, in one reused buffer (no checks)."""
     out = torch.empty(X.shape[0], dtype=torch.long, device=X.device)
     buffer = torch.empty((min(block_size, X.shape[0]), Yt.shape[1]), dtype=X.dtype, device=X.device)
-    for start in range(0, X.shape[0], block_size):
-        stop = min(start + block_size, X.shape[0])
-        scores = torch.addmm(shift, X[start:stop], Yt, beta=1.0, alpha=-2.0, out=buffer[: stop - start])
-        out[start:stop] = scores.argmin(dim=1)
+    for rows in row_slices(X.shape[0], block_size):
+        scores = torch.addmm(shift, X[rows], Yt, beta=1.0, alpha=-2.0, out=buffer[: rows.stop - rows.start])
+        out[rows] = scores.argmin(dim=1)
     return out
 
 
