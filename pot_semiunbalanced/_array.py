@@ -194,6 +194,93 @@ def block_entries(like) -> int:
     return 1 << 20
 
 
+_NUMPY_OPENBLAS = None  # threadpoolctl controllers of numpy's own OpenBLAS, found once
+
+
+def _numpy_openblas() -> tuple:
+    """Thread controllers (threadpoolctl) of the OpenBLAS that numpy's PyPI wheels bundle
+    (``numpy.libs``), or ``()`` when numpy uses another BLAS or threadpoolctl is missing."""
+    global _NUMPY_OPENBLAS
+    if _NUMPY_OPENBLAS is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - a declared dependency
+            _NUMPY_OPENBLAS = ()
+            return _NUMPY_OPENBLAS
+        libs = ThreadpoolController().select(internal_api="openblas").lib_controllers
+        _NUMPY_OPENBLAS = tuple(lib for lib in libs if "numpy" in str(lib.filepath))
+    return _NUMPY_OPENBLAS
+
+
+# Below this many kernel entries CPU torch products stay in torch (see :func:`matmul`).
+ROUTE_MIN_ENTRIES = 1 << 26
+
+
+def _routes_to_numpy(K, W) -> bool:
+    """True for a CPU torch product worth running with numpy's OpenBLAS (see :func:`matmul`)."""
+    if not (is_torch(K) and K.device.type == "cpu") or torch.get_num_threads() < 2:
+        return False
+    if K.numel() < ROUTE_MIN_ENTRIES:
+        return False
+    if torch.is_grad_enabled() and (K.requires_grad or (is_torch(W) and W.requires_grad)):
+        return False  # autograd must see the product
+    return K.dtype in (torch.float32, torch.float64) and bool(_numpy_openblas())
+
+
+def matmul(K, W, *, transpose: bool = False):
+    """``K @ W``, or ``K.T @ W`` with ``transpose``, for a kernel matrix ``K`` and ``W`` of
+    its type (vector or matrix); the result has ``K``'s type.
+
+    A CPU torch product with a large kernel (:data:`ROUTE_MIN_ENTRIES`, 2^26 entries) and
+    two threads or more runs on numpy's OpenBLAS (zero-copy views), with torch's thread
+    count. On this project's 2-core AMD machine torch's own CPU product (MKL's) did not use
+    the second thread for a matrix-vector product: with two threads it took 1.6-1.7x as
+    long as OpenBLAS at 63 001 x 10 000 in float32 (1.8-3.2x at 2000²;
+    ``benchmarks/results/products.md``), and a super-resolution step at 256² took 12 %
+    less time with the products routed. Smaller kernels stay in torch: there the time
+    lost when OpenBLAS's threads and torch's OpenMP threads (the kernel build) take turns
+    on the same cores outweighed the faster products, and whole solves at N = 2000-4000
+    took 8-20 % longer. With one thread the two products are within 10 % either way and
+    torch computes them (sub-normals flushed, see :func:`flush_denormal`), as it does
+    where numpy's BLAS is not its bundled OpenBLAS.
+    """
+    if is_torch(K) and K.device.type == "cpu":
+        if _routes_to_numpy(K, W):
+            Wn = W.detach().numpy() if is_torch(W) else W
+            return torch.from_numpy(_openblas_matmul(K.detach().numpy(), Wn, transpose))
+        with flush_denormal(K):
+            return K.T @ W if transpose else K @ W
+    return K.T @ W if transpose else K @ W
+
+
+def matvec(K, w, *, transpose: bool = False):
+    """``K @ w`` (``K.T @ w``) for a vector-backend vector ``w`` (:func:`vector_backend`),
+    returned as a vector-backend vector in double precision: :func:`matmul` without the
+    conversions to and from torch when the product runs on numpy's OpenBLAS (~10 µs a
+    product at N = 2000)."""
+    if _routes_to_numpy(K, None):
+        Kn = K.detach().numpy()
+        out = _openblas_matmul(Kn, np.asarray(w, dtype=Kn.dtype), transpose)
+        return out.astype(np.float64, copy=False)
+    return to_vec(matmul(K, to_kernel(w, K), transpose=transpose))
+
+
+def _openblas_matmul(Kn, Wn, transpose: bool):
+    """numpy product with numpy's OpenBLAS set to torch's thread count for the call (set
+    and set back only when the two counts differ)."""
+    n, libs = torch.get_num_threads(), _numpy_openblas()
+    previous = [lib.get_num_threads() for lib in libs]
+    for lib, p in zip(libs, previous):
+        if p != n:
+            lib.set_num_threads(n)
+    try:
+        return Kn.T @ Wn if transpose else Kn @ Wn
+    finally:
+        for lib, p in zip(libs, previous):
+            if p != n:
+                lib.set_num_threads(p)
+
+
 @contextmanager
 def torch_threads(n):
     """Run the block with ``n`` torch threads (``None``: leave the count as it is), then

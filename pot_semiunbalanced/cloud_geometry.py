@@ -99,9 +99,8 @@ def dense_products(geom: KernelGeometry, f, g, right, left):
     u = A.to_kernel(geom.a * vx.exp(xu - mu), like)
     v = A.to_kernel(geom.b * vx.exp(xv - mv), like)
     scale = math.exp(mu + mv)
-    with A.flush_denormal(u):
-        PY = (u[:, None] * (geom.K @ (v[:, None] * right))) * scale
-        PtX = (v[:, None] * (geom.K.T @ (u[:, None] * left))) * scale
+    PY = (u[:, None] * A.matmul(geom.K, v[:, None] * right)) * scale
+    PtX = (v[:, None] * A.matmul(geom.K, u[:, None] * left, transpose=True)) * scale
     return PY, PtX
 
 
@@ -161,8 +160,7 @@ class BlockedGeometry(_Base):
 
     def _rows(self, blk, T, m):
         """``(r, log S, trusted)`` of a block: :math:`S_i = \\sum_j b_j T_{ij}`."""
-        with A.flush_denormal(T):
-            S = A.to_vec(T @ self._b_k)
+        S = A.to_vec(A.matmul(T, self._b_k))
         with np.errstate(divide="ignore"):
             log_s = self.vx.log(S)
         return log_s + m, log_s, S > self._row_trust
@@ -230,9 +228,9 @@ class BlockedGeometry(_Base):
                 PY.append(vx.zeros((x.shape[0], right.shape[1]), type_as=x))
                 continue
             u = vx.exp(x - xmax)
-            with A.flush_denormal(T):
-                PY.append(A.to_vec(T @ b_right) * u[:, None])
-                part = A.to_vec(T.T @ (self._k(u)[:, None] * left[blk])) * math.exp(xmax)
+            PY.append(A.to_vec(A.matmul(T, b_right)) * u[:, None])
+            part = A.to_vec(A.matmul(T, self._k(u)[:, None] * left[blk], transpose=True))
+            part *= math.exp(xmax)
             PY[-1] *= math.exp(xmax)
             PtX = part if PtX is None else PtX + part
         return A.to_kernel(vx.concatenate(PY), like), A.to_kernel(PtX * self.b[:, None], like)
@@ -258,9 +256,7 @@ class _ScaledColumnSums:
         if hmax == -math.inf:  # no mass in these rows
             return
         w = vx.exp(h - hmax)
-        wk = A.to_kernel(w, T)
-        with A.flush_denormal(wk):
-            part = A.to_vec(T.T @ wk)
+        part = A.matvec(T, w, transpose=True)
         bound = A.to_float(w.sum()) + math.exp(-7.0) * h.shape[0]
         if self.acc is None:
             self.acc, self.H, self.bound = part, hmax, bound

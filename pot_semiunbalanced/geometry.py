@@ -282,7 +282,6 @@ class KernelGeometry(_Base):
             fhat, ghat = f + eps * vx.concatenate(shift_r), g + eps * shift_c
         self.K = K
         self._buffer = self.K
-        self._flush = A.is_torch(self.K) and self.K.device.type == "cpu"  # see A.flush_denormal
         self.fhat, self.ghat = fhat, ghat
         self._fhat_eps, self._ghat_eps = fhat * inv, ghat * inv
         self._stale = False
@@ -347,11 +346,7 @@ class KernelGeometry(_Base):
 
     def _product(self, w, rows: bool):
         """``K @ w`` (rows) or ``K.T @ w`` (columns), as a double-precision vector."""
-        wk = A.to_kernel(w, self.K)
-        if self._flush:
-            with A.flush_denormal(wk):
-                return A.to_vec(self.K @ wk if rows else self.K.T @ wk)
-        return A.to_vec(self.K @ wk if rows else self.K.T @ wk)
+        return A.matvec(self.K, w, transpose=not rows)
 
     def _log_sums(self, sums, total: float, shift, exact):
         """``log(sums) + shift``, with the sums too small to trust recomputed by ``exact(idx)``."""
