@@ -236,8 +236,8 @@ def matmul(K, W, *, transpose: bool = False):
     count. On this project's 2-core AMD machine torch's own CPU product (MKL's) did not use
     the second thread for a matrix-vector product: with two threads it took 1.6-1.7x as
     long as OpenBLAS at 63 001 x 10 000 in float32 (1.8-3.2x at 2000²;
-    ``benchmarks/results/products.md``), and a super-resolution step at 256² took 12 %
-    less time with the products routed. Smaller kernels stay in torch: there the time
+    ``benchmarks/results/products.md``), and a warm super-resolution step at 256² took
+    10-12 % less time with the products routed. Smaller kernels stay in torch: there the time
     lost when OpenBLAS's threads and torch's OpenMP threads (the kernel build) take turns
     on the same cores outweighed the faster products, and whole solves at N = 2000-4000
     took 8-20 % longer. With one thread the two products are within 10 % either way and
@@ -255,9 +255,9 @@ def matmul(K, W, *, transpose: bool = False):
 
 def matvec(K, w, *, transpose: bool = False):
     """``K @ w`` (``K.T @ w``) for a vector-backend vector ``w`` (:func:`vector_backend`),
-    returned as a vector-backend vector in double precision: :func:`matmul` without the
-    conversions to and from torch when the product runs on numpy's OpenBLAS (~10 µs a
-    product at N = 2000)."""
+    returned as a vector-backend vector in double precision: :func:`matmul`, without
+    converting ``w`` and the result to and from torch when the product runs on numpy's
+    OpenBLAS."""
     if _routes_to_numpy(K, None):
         Kn = K.detach().numpy()
         out = _openblas_matmul(Kn, np.asarray(w, dtype=Kn.dtype), transpose)
