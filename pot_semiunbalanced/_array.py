@@ -255,13 +255,7 @@ def matmul(K, W, *, transpose: bool = False):
 
 def matvec(K, w, *, transpose: bool = False):
     """``K @ w`` (``K.T @ w``) for a vector-backend vector ``w`` (:func:`vector_backend`),
-    returned as a vector-backend vector in double precision: :func:`matmul`, without
-    converting ``w`` and the result to and from torch when the product runs on numpy's
-    OpenBLAS."""
-    if _routes_to_numpy(K, None):
-        Kn = K.detach().numpy()
-        out = _openblas_matmul(Kn, np.asarray(w, dtype=Kn.dtype), transpose)
-        return out.astype(np.float64, copy=False)
+    returned as a vector-backend vector in double precision (:func:`matmul`)."""
     return to_vec(matmul(K, to_kernel(w, K), transpose=transpose))
 
 
