@@ -35,6 +35,20 @@ def to_numpy(x):
     return np.asarray(x)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny problems, the caller's count restored after.
+
+    Such modules run thousands of tiny torch ops; with 2 threads each op pays a
+    synchronisation floor on this project's 2-core machines (SPEC section 2). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

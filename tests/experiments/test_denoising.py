@@ -26,13 +26,7 @@ P = 4  # patch side of the tiny problems
 TIGHT = {"stopThr": 1e-12, "numItermax": 20000, "eps_scaling": None, "warn": True}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems: one torch thread avoids the per-op synchronisation floor."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

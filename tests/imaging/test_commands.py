@@ -3,19 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from pot_semiunbalanced.cli import main
 from pot_semiunbalanced.imaging.demo import demo_images
 from pot_semiunbalanced.imaging.io import read_image, write_image
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,7 @@ TIGHT = {"stopThr": 1e-13, "numItermax": 20_000, "warm_start": False}
 EPS, RHO, PATCH = 0.05, 0.1, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _image(side: int, seed: int) -> torch.Tensor:

@@ -22,12 +22,7 @@ from pot_semiunbalanced.imaging.superres import (
 FAST = {"n_ref_patches": 200, "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,7 @@ from pot_semiunbalanced.imaging.wpp import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # These tests run thousands of tiny torch ops; with 2 threads each op has
-    # a 4-8 ms floor on this project's machines (SPEC section 2).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cloud(n: int, d: int, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
