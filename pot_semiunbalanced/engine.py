@@ -144,6 +144,11 @@ def solve(
         raise ValueError(f"acceleration must be None or 'anderson', got {acceleration!r}")
     if int(numItermax) < 1:
         raise ValueError(f"numItermax must be >= 1, got {numItermax}")
+    if not (float(stopThr) >= 0.0):  # NaN fails too
+        raise ValueError(f"stopThr must be >= 0 (0 runs all numItermax iterations), got {stopThr}")
+    if isinstance(anderson_depth, bool) or int(anderson_depth) != anderson_depth or anderson_depth < 0:
+        raise ValueError(f"anderson_depth must be an integer >= 0 (the number of past iterates "
+                         f"mixed; 0 or acceleration=None disables it), got {anderson_depth!r}")
     schedule = eps_schedule(eps, eps0, eps_scaling)
     mixer = Anderson(nx, anderson_depth if acceleration == "anderson" else 0)
     # alternating: f is first computed from g, so a warm-start f would only shape the

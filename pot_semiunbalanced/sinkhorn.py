@@ -108,7 +108,7 @@ def _solve_dense(a, b, M, reg, reg_m, method, warmstart, numItermax, stopThr, ve
                  acceleration, anderson_depth, eps_scaling, eps0, domain, callback):
     """Shared front end of the plan and loss functions."""
     M, a, b = list_to_array(M, a, b)
-    nx = get_backend(*[x for x in (M, a, b) if len(x.shape) and x.shape[0] > 0])
+    nx = get_backend(M, *[x for x in (a, b) if len(x.shape) and x.shape[0] > 0])  # a, b empty: uniform
     eps = check_reg(reg)
     side_a, side_b = parse_reg_m(reg_m)
     check_cost(nx, M)

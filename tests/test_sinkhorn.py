@@ -296,6 +296,11 @@ def test_dtype_and_device_follow_inputs(nx, rng, dtype):
         (dict(M=np.ones(3)), "M must be a 2-D"),
         (dict(method="foo"), "method"),
         (dict(warmstart=(np.zeros(2), np.zeros(4))), "warmstart"),
+        (dict(M=np.zeros((0, 4)), a=np.array([]), b=np.array([])), "M must be non-empty"),
+        (dict(stopThr=-1.0), "stopThr must be >= 0"),
+        (dict(stopThr=float("nan")), "stopThr must be >= 0"),
+        (dict(anderson_depth=-1), "anderson_depth must be an integer >= 0"),
+        (dict(anderson_depth=2.5), "anderson_depth must be an integer >= 0"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(kwargs, match):

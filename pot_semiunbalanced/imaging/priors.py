@@ -742,6 +742,7 @@ def make_prior(
     """
     if kind not in PRIOR_KINDS:
         raise ValueError(f"unknown prior kind {kind!r}: use one of {PRIOR_KINDS}")
+    n_ref_patches = _check_int(n_ref_patches, "n_ref_patches", 1)  # named as the caller knows it
     refs = reference_patches(
         x_ref, patch_size=patch_size, levels=levels, n_patches=n_ref_patches, rng=rng
     )

@@ -237,6 +237,8 @@ def test_bad_arguments_raise_clear_errors():
     ref = _image(20, 29)
     with pytest.raises(ValueError, match="unknown prior kind"):
         make_prior("sinkhorn", ref)
+    with pytest.raises(ValueError, match="n_ref_patches must be an integer >= 1, got 0"):
+        make_prior("semi", ref, patch_size=PATCH, n_ref_patches=0)
     with pytest.raises(ValueError, match="solver must be 'emd' or 'semidual'"):
         make_prior("wpp", ref, patch_size=PATCH, n_ref_patches=5, solver="exact")
     with pytest.raises(ValueError, match="eps"):
