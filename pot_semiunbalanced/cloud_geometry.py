@@ -142,7 +142,7 @@ class BlockedGeometry(_Base):
         return A.to_kernel(v, self.cost.like)
 
     def _normalised(self, g):
-        """``(blk, T, m)`` for each block of rows (see the class docstring): ``T`` a kernel
+        r"""``(blk, T, m)`` for each block of rows (see the class docstring): ``T`` a kernel
         array, ``m`` the row maxima as a vector.
 
         ``-C/ε`` comes from one matrix product with the augmented clouds (a fixed function of
