@@ -19,6 +19,7 @@ SCRIPTS = {
     "bench_pointcloud": ["all"],
     "bench_blocks": [],
     "bench_products": [],
+    "bench_anderson_depth": [],
     "bench_superres": ["--sizes", "64", "128", "256", "--steps", "6", "4", "3"],
     "bench_wpp_faithful": ["--crop", "96", "--steps", "100"],
     "bench_denoising": [],
