@@ -97,6 +97,15 @@ def update_residual(nx, w, pot, step, side: Side, eps: float) -> float:
     return A.to_float(nx.dot(target, abs(ratio_m1))) / max(A.to_float(target.sum()), 1e-300)
 
 
+def _is_number(x) -> bool:
+    """A real number (Python, numpy or a 0-d tensor), not a string or None."""
+    try:
+        float(x)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(x, (str, bytes))
+
+
 def eps_schedule(eps: float, eps0: Optional[float], ratio: Optional[float]) -> List[float]:
     """Geometric ε-scaling schedule ``eps0, eps0*ratio, ...`` ending exactly at ``eps``."""
     if ratio is None or eps0 is None or eps0 <= eps:
@@ -144,9 +153,10 @@ def solve(
         raise ValueError(f"acceleration must be None or 'anderson', got {acceleration!r}")
     if int(numItermax) < 1:
         raise ValueError(f"numItermax must be >= 1, got {numItermax}")
-    if not (float(stopThr) >= 0.0):  # NaN fails too
-        raise ValueError(f"stopThr must be >= 0 (0 runs all numItermax iterations), got {stopThr}")
-    if isinstance(anderson_depth, bool) or int(anderson_depth) != anderson_depth or anderson_depth < 0:
+    if not _is_number(stopThr) or not float(stopThr) >= 0.0:  # NaN fails too
+        raise ValueError(f"stopThr must be >= 0 (0 runs all numItermax iterations), got {stopThr!r}")
+    if (isinstance(anderson_depth, bool) or not _is_number(anderson_depth)
+            or int(anderson_depth) != anderson_depth or anderson_depth < 0):
         raise ValueError(f"anderson_depth must be an integer >= 0 (the number of past iterates "
                          f"mixed; 0 or acceleration=None disables it), got {anderson_depth!r}")
     schedule = eps_schedule(eps, eps0, eps_scaling)

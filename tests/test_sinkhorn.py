@@ -301,6 +301,8 @@ def test_dtype_and_device_follow_inputs(nx, rng, dtype):
         (dict(stopThr=float("nan")), "stopThr must be >= 0"),
         (dict(anderson_depth=-1), "anderson_depth must be an integer >= 0"),
         (dict(anderson_depth=2.5), "anderson_depth must be an integer >= 0"),
+        (dict(anderson_depth="8"), "anderson_depth must be an integer >= 0"),
+        (dict(stopThr=None), "stopThr must be >= 0"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(kwargs, match):
